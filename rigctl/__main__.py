@@ -1,0 +1,3 @@
+from rigctl.cli import main
+
+main()
