@@ -1,0 +1,53 @@
+"""Options shared by the commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import click
+
+INVENTORY_ENV = "RIGCTL_INVENTORY"
+
+
+def inventory_option(f):
+    return click.option(
+        "-i",
+        "--inventory",
+        "inventory",
+        multiple=True,
+        type=click.Path(dir_okay=True, file_okay=True, path_type=str),
+        help=f"Inventory file or directory (repeatable). Default: ${INVENTORY_ENV}, "
+        "else ./inventory/hosts.yml.",
+    )(f)
+
+
+def resolve_inventory_paths(given: tuple[str, ...]) -> list[str]:
+    """The inventory paths to use: -i values, else $RIGCTL_INVENTORY (colon separated),
+    else ./inventory/hosts.yml. Existence is checked by the inventory loader."""
+    if given:
+        return list(given)
+    env = os.environ.get(INVENTORY_ENV)
+    if env:
+        return [p for p in env.split(os.pathsep) if p]
+    return [os.path.join("inventory", "hosts.yml")]
+
+
+def run_options(f):
+    """Options of every command that runs a playbook."""
+
+    @inventory_option
+    @click.option("-l", "--limit", default=None, help="Only these hosts or groups (Ansible pattern).")
+    @click.option("--check", is_flag=True, help="Dry run: report what would change, change nothing.")
+    @click.option("--diff", is_flag=True, help="Show the changes made (or, with --check, that would be).")
+    @click.option("-v", "--verbose", count=True, help="More output (-v, -vv, -vvv: passed to Ansible).")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")(f)
