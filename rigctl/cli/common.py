@@ -37,10 +37,18 @@ def run_options(f):
     """Options of every command that runs a playbook."""
 
     @inventory_option
-    @click.option("-l", "--limit", default=None, help="Only these hosts or groups (Ansible pattern).")
-    @click.option("--check", is_flag=True, help="Dry run: report what would change, change nothing.")
-    @click.option("--diff", is_flag=True, help="Show the changes made (or, with --check, that would be).")
-    @click.option("-v", "--verbose", count=True, help="More output (-v, -vv, -vvv: passed to Ansible).")
+    @click.option(
+        "-l", "--limit", default=None, help="Only these hosts or groups (Ansible pattern)."
+    )
+    @click.option(
+        "--check", is_flag=True, help="Dry run: report what would change, change nothing."
+    )
+    @click.option(
+        "--diff", is_flag=True, help="Show the changes made (or, with --check, that would be)."
+    )
+    @click.option(
+        "-v", "--verbose", count=True, help="More output (-v, -vv, -vvv: passed to Ansible)."
+    )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
@@ -50,4 +58,6 @@ def run_options(f):
 
 
 def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")(f)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Machine-readable output on stdout."
+    )(f)

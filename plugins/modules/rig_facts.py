@@ -1,0 +1,60 @@
+#!/usr/bin/python
+"""Ansible module: gather a rig's facts in one round trip (rigctl.core.hostfacts)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: rig_facts
+short_description: Gather the facts rigctl's roles need about a GPU rig
+description:
+  - OS, kernels and their headers, Secure Boot, kernel command line and IOMMU mode,
+    NVIDIA GPUs on PCI with their links, the NVIDIA driver (loaded, per-kernel module file,
+    userspace, packages, DKMS), and whether the GPU view is real or simulated.
+  - Optionally evaluates the preflight rules on those facts.
+  - Read only; never changes the host.
+options:
+  preflight:
+    description: Evaluate the preflight rules with these inputs.
+    type: dict
+    required: false
+    suboptions:
+      min_free_disk_gib: {type: float, default: 10}
+      gpu_count: {type: int, required: false}
+      driver_flavor: {type: str, default: open, choices: [open, p2p]}
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: "`rig`: the facts; `rig_preflight`: preflight results when asked."
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.rigctl.core import hostfacts, preflight
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "preflight": {
+                "type": "dict",
+                "required": False,
+                "options": {
+                    "min_free_disk_gib": {"type": "float", "default": 10},
+                    "gpu_count": {"type": "int", "required": False},
+                    "driver_flavor": {"type": "str", "default": "open", "choices": ["open", "p2p"]},
+                },
+            }
+        },
+        supports_check_mode=True,
+    )
+    facts = hostfacts.gather()
+    result = {"rig": facts}
+    if module.params["preflight"] is not None:
+        result["rig_preflight"] = preflight.evaluate(facts, **module.params["preflight"])
+    module.exit_json(changed=False, ansible_facts=result)
+
+
+if __name__ == "__main__":
+    main()

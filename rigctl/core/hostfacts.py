@@ -1,0 +1,473 @@
+"""Gather the facts about a rig that the roles, the checks and the CLI need.
+
+Runs ON the managed host (shipped by Ansible inside the `rig_facts` module) with the
+standard library only. Every reading says where it came from; nothing is guessed. On a lab
+rig the GPUs come from the simulated GPU layer and are reported as simulated.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+
+from . import constants, gpudb, parsers
+
+FACTS_SCHEMA = 1
+
+# GUID of the EFI global variable namespace (SecureBoot, SetupMode live there).
+_EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-e0ed8c5b9d4e"
+
+QUERY_FIELDS = (
+    "index",
+    "pci.bus_id",
+    "name",
+    "uuid",
+    "memory.total",
+    "power.limit",
+    "power.default_limit",
+    "power.min_limit",
+    "power.max_limit",
+    "persistence_mode",
+    "pcie.link.gen.max",
+    "pcie.link.width.max",
+    "driver_version",
+)
+
+
+def run(argv, timeout=30):
+    """Run a command; (rc, stdout, stderr). rc 127 when the program is missing."""
+    if shutil.which(argv[0]) is None and not os.path.isabs(argv[0]):
+        return 127, "", "%s: not found" % argv[0]
+    try:
+        proc = subprocess.run(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            env=dict(os.environ, LC_ALL="C"),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 126, "", str(exc)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def read(path, default=None):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return default
+
+
+def read_stripped(path, default=None):
+    value = read(path)
+    return default if value is None else value.strip()
+
+
+# --- OS, kernel, boot -------------------------------------------------------------------
+
+
+def os_release(root="/"):
+    text = read(os.path.join(root, "etc/os-release")) or read(
+        os.path.join(root, "usr/lib/os-release"), ""
+    )
+    values = {}
+    for line in text.splitlines():
+        if "=" not in line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return {
+        "id": values.get("ID", "unknown"),
+        "id_like": values.get("ID_LIKE", ""),
+        "version_id": values.get("VERSION_ID", ""),
+        "codename": values.get("VERSION_CODENAME", ""),
+        "pretty_name": values.get("PRETTY_NAME", ""),
+    }
+
+
+def kernels(root="/"):
+    """Kernels known to the host: the running one, those with modules, those whose
+    headers are installed (what a DKMS build can target)."""
+    running = platform.release()
+    module_dirs = sorted(
+        os.path.basename(p)
+        for p in glob.glob(os.path.join(root, "lib/modules/*"))
+        if os.path.isdir(p)
+    )
+    with_headers = []
+    for name in module_dirs:
+        build = os.path.join(root, "lib/modules", name, "build")
+        if os.path.isfile(os.path.join(build, "Makefile")):
+            with_headers.append(name)
+    images = sorted(
+        os.path.basename(p)[len("vmlinuz-") :]
+        for p in glob.glob(os.path.join(root, "boot/vmlinuz-*"))
+    )
+    return {
+        "running": running,
+        "running_has_headers": running in with_headers,
+        "with_headers": with_headers,
+        "module_dirs": module_dirs,
+        "images": images,
+    }
+
+
+def secure_boot(root="/"):
+    """Secure Boot state from the EFI variable (no mokutil needed)."""
+    efi = os.path.join(root, "sys/firmware/efi")
+    if not os.path.isdir(efi):
+        return {"state": "disabled", "source": "no EFI firmware (legacy BIOS boot)"}
+    path = os.path.join(efi, "efivars", "SecureBoot-" + _EFI_GLOBAL)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        return {"state": "unknown", "source": "cannot read %s: %s" % (path, exc.strerror)}
+    # 4 bytes of attributes, then one byte: 1 enabled, 0 disabled.
+    if len(data) < 5:
+        return {"state": "unknown", "source": "%s is %d bytes" % (path, len(data))}
+    return {"state": "enabled" if data[4] == 1 else "disabled", "source": path}
+
+
+_IOMMU_FLAGS = ("iommu", "intel_iommu", "amd_iommu", "iommu.passthrough", "pcie_acs_override")
+
+
+def kernel_cmdline(root="/"):
+    raw = (read(os.path.join(root, "proc/cmdline"), "") or "").strip()
+    flags = {}
+    for token in raw.split():
+        key, sep, value = token.partition("=")
+        if key in _IOMMU_FLAGS:
+            flags[key] = value if sep else True
+    return {"raw": raw, "iommu_flags": flags}
+
+
+def iommu(sys_root, cmdline_flags):
+    """IOMMU mode as the kernel applies it: groups exist when an IOMMU is on; each
+    group's type is `identity` in passthrough and `DMA`/`DMA-FQ` when translating."""
+    groups_dir = os.path.join(sys_root, "kernel/iommu_groups")
+    groups = sorted(glob.glob(os.path.join(groups_dir, "*")))
+    types = {}
+    for group in groups:
+        kind = read_stripped(os.path.join(group, "type"))
+        if kind:
+            types[kind] = types.get(kind, 0) + 1
+    if not groups:
+        mode = "off"
+    elif types and set(types) == {"identity"}:
+        mode = "passthrough"
+    elif any(t.startswith("DMA") for t in types):
+        mode = "translated"
+    else:
+        mode = "unknown"
+    return {
+        "mode": mode,
+        "groups": len(groups),
+        "group_types": types,
+        "cmdline": cmdline_flags,
+        "source": groups_dir,
+    }
+
+
+def cpu_vendor(root="/"):
+    text = read(os.path.join(root, "proc/cpuinfo"), "") or ""
+    match = re.search(r"^vendor_id\s*:\s*(\S+)", text, re.M)
+    vendor = match.group(1) if match else ""
+    return {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}.get(vendor, vendor or "unknown")
+
+
+def container_kind(root="/"):
+    value = read_stripped(os.path.join(root, "run/systemd/container"))
+    if value:
+        return value
+    if os.path.exists(os.path.join(root, ".dockerenv")):
+        return "docker"
+    return None
+
+
+def disk_free_gib(path="/"):
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return round(st.f_bavail * st.f_frsize / 2**30, 1)
+
+
+# --- GPUs on PCI ----------------------------------------------------------------------
+
+
+def _link(dev):
+    def speed(name):
+        return parsers.parse_sysfs_link_speed(read_stripped(os.path.join(dev, name), "") or "")
+
+    def width(name):
+        value = read_stripped(os.path.join(dev, name))
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    cur, top = speed("current_link_speed"), speed("max_link_speed")
+    return {
+        "gen_current": parsers.pcie_gen_from_speed(cur) if cur else None,
+        "gen_max": parsers.pcie_gen_from_speed(top) if top else None,
+        "speed_current_gts": cur,
+        "speed_max_gts": top,
+        "width_current": width("current_link_width"),
+        "width_max": width("max_link_width"),
+    }
+
+
+def pci_gpus(sys_root, simulated):
+    """NVIDIA display-class devices (class 0x03xxxx, vendor 10de) from a sysfs tree."""
+    gpus = []
+    for dev in sorted(glob.glob(os.path.join(sys_root, "bus/pci/devices/*"))):
+        vendor = (read_stripped(os.path.join(dev, "vendor"), "") or "").lower()
+        klass = (read_stripped(os.path.join(dev, "class"), "") or "").lower()
+        if vendor != "0x" + constants.NVIDIA_PCI_VENDOR or not klass.startswith("0x03"):
+            continue
+        device_id = gpudb.normalize_device_id(read_stripped(os.path.join(dev, "device"), "") or "")
+        model = gpudb.model_for_device(device_id)
+        numa = read_stripped(os.path.join(dev, "numa_node"))
+        driver = os.path.join(dev, "driver")
+        group = os.path.join(dev, "iommu_group")
+        gpus.append(
+            {
+                "bus_id": gpudb.normalize_bus_id(os.path.basename(dev)),
+                "device_id": device_id,
+                "model": model[0] if model else None,
+                "generation": model[1] if model else None,
+                "class": klass,
+                "numa_node": int(numa) if numa and numa.lstrip("-").isdigit() else None,
+                "link": _link(dev),
+                "kernel_driver": os.path.basename(os.readlink(driver))
+                if os.path.islink(driver)
+                else None,
+                "iommu_group": os.path.basename(os.readlink(group))
+                if os.path.islink(group)
+                else None,
+                "simulated": simulated,
+            }
+        )
+    return gpus
+
+
+def nvidia_smi_gpus(nvidia_smi="nvidia-smi"):
+    """What the driver says about each GPU, when a driver answers."""
+    rc, out, err = run(
+        [nvidia_smi, "--query-gpu=" + ",".join(QUERY_FIELDS), "--format=csv,noheader,nounits"]
+    )
+    if rc == 127:
+        return {"available": False, "error": "nvidia-smi not installed", "gpus": []}
+    if rc != 0:
+        message = (err or out).strip().splitlines()
+        return {"available": False, "error": message[0] if message else "rc=%d" % rc, "gpus": []}
+    try:
+        rows = parsers.parse_query_gpu_csv(out, fields=list(QUERY_FIELDS))
+    except ValueError as exc:
+        return {"available": False, "error": "unparsable nvidia-smi output: %s" % exc, "gpus": []}
+    return {"available": True, "error": None, "gpus": rows}
+
+
+# --- driver ---------------------------------------------------------------------------
+
+
+def userspace_versions(root="/"):
+    """Versions of the NVIDIA userspace installed (from libnvidia-ml's file name: works for
+    distro packages, the CUDA repo and the .run installer alike)."""
+    versions = set()
+    for pattern in (
+        "usr/lib/*/libnvidia-ml.so.*.*",
+        "usr/lib64/libnvidia-ml.so.*.*",
+        "usr/lib/libnvidia-ml.so.*.*",
+    ):
+        for path in glob.glob(os.path.join(root, pattern)):
+            match = re.search(r"libnvidia-ml\.so\.(\d+\.\d+(?:\.\d+)?)$", path)
+            if match:
+                versions.add(match.group(1))
+    return sorted(versions)
+
+
+def nvidia_packages():
+    """Installed Debian packages that belong to the NVIDIA stack, with hold state."""
+    rc, out, _ = run(
+        ["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\t${Status}\n"]
+    )
+    if rc != 0:
+        return None
+    packages = []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 4:
+            continue
+        name, version, abbrev, status = parts[0], parts[1], parts[2].strip(), parts[3]
+        if not re.search(r"nvidia|cuda|nccl", name):
+            continue
+        if not abbrev.startswith(("ii", "hi")):
+            continue
+        packages.append({"name": name, "version": version, "held": status.startswith("hold")})
+    return packages
+
+
+def parse_dkms_status(text):
+    """`dkms status` lines: 'nvidia/535.261.03, 6.1.0-27-amd64, x86_64: installed'
+    (dkms 3) or 'nvidia, 535.261.03, 6.1.0-27-amd64, x86_64: installed' (dkms 2)."""
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or ":" not in line:
+            continue
+        head, _, state = line.rpartition(":")
+        fields = [f.strip() for f in head.split(",")]
+        if "/" in fields[0]:
+            module, _, version = fields[0].partition("/")
+            rest = fields[1:]
+        else:
+            module, version, rest = fields[0], fields[1] if len(fields) > 1 else "", fields[2:]
+        entries.append(
+            {
+                "module": module,
+                "version": version,
+                "kernel": rest[0] if rest else None,
+                "arch": rest[1] if len(rest) > 1 else None,
+                "state": state.strip().split()[0] if state.strip() else "",
+            }
+        )
+    return entries
+
+
+def driver(kernel_facts, root="/"):
+    loaded = None
+    text = read(os.path.join(root, "proc/driver/nvidia/version"))
+    if text:
+        try:
+            loaded = parsers.parse_proc_driver_version(text)
+        except ValueError as exc:
+            loaded = {"error": str(exc)}
+    modules = {}
+    targets = kernel_facts["with_headers"] or kernel_facts["module_dirs"]
+    for kernel in sorted(set(targets) | {kernel_facts["running"]}):
+        rc, out, _ = run(["modinfo", "-k", kernel, "nvidia"])
+        if rc == 0 and out.strip():
+            try:
+                modules[kernel] = parsers.parse_modinfo(out)
+            except ValueError as exc:
+                modules[kernel] = {"error": str(exc)}
+    dkms = None
+    rc, out, _ = run(["dkms", "status"])
+    if rc == 0:
+        dkms = parse_dkms_status(out)
+    nouveau_blacklisted = False
+    for path in glob.glob(os.path.join(root, "etc/modprobe.d/*.conf")) + glob.glob(
+        os.path.join(root, "usr/lib/modprobe.d/*.conf")
+    ):
+        if re.search(r"^\s*blacklist\s+nouveau\s*$", read(path, "") or "", re.M):
+            nouveau_blacklisted = True
+            break
+    return {
+        "loaded": loaded,
+        "loaded_version_sysfs": read_stripped(os.path.join(root, "sys/module/nvidia/version")),
+        "modules": modules,
+        "userspace_versions": userspace_versions(root),
+        "packages": nvidia_packages(),
+        "dkms": dkms,
+        "nouveau_loaded": os.path.isdir(os.path.join(root, "sys/module/nouveau")),
+        "nouveau_blacklisted": nouveau_blacklisted,
+    }
+
+
+# --- all together ---------------------------------------------------------------------
+
+
+def simulation(root="/"):
+    """The simulated GPU layer, when this host is a lab rig."""
+    profile_path = os.path.join(root, constants.SIMGPU_PROFILE.lstrip("/"))
+    if not os.path.isfile(profile_path):
+        return None
+    import json
+
+    try:
+        with open(profile_path) as handle:
+            profile = json.load(handle)
+        name = profile.get("name")
+    except (OSError, ValueError):
+        name = None
+    return {
+        "profile": name,
+        "profile_path": constants.SIMGPU_PROFILE,
+        "sysfs_root": constants.SIMGPU_SYSFS_ROOT,
+        "nvidia_smi": constants.SIMGPU_TOOL,
+    }
+
+
+def gather(root="/"):
+    sim = simulation(root)
+    real_sys = os.path.join(root, "sys")
+    if sim:
+        gpu_sys = os.path.join(root, constants.SIMGPU_SYSFS_ROOT.lstrip("/"))
+    else:
+        gpu_sys = real_sys
+    gpus = pci_gpus(gpu_sys, simulated=bool(sim))
+    if sim:
+        gpu_view = "simulated"
+    elif gpus:
+        gpu_view = "real"
+    else:
+        gpu_view = "none"
+
+    smi = (
+        nvidia_smi_gpus(constants.SIMGPU_TOOL if sim else "nvidia-smi")
+        if gpus
+        else {"available": False, "error": "no NVIDIA GPU on PCI", "gpus": []}
+    )
+    by_bus = {}
+    for row in smi["gpus"]:
+        try:
+            by_bus[gpudb.normalize_bus_id(str(row.get("pci.bus_id", "")))] = row
+        except ValueError:
+            continue
+    for gpu in gpus:
+        row = by_bus.get(gpu["bus_id"])
+        gpu["smi"] = row
+        if row and row.get("name"):
+            gpu["name"] = row["name"]
+        else:
+            gpu["name"] = (
+                ("NVIDIA " + gpu["model"])
+                if gpu["model"]
+                else "NVIDIA device %s" % gpu["device_id"]
+            )
+        if not gpu["generation"]:
+            gpu["generation"] = gpudb.generation_for_name(gpu["name"])
+
+    kern = kernels(root)
+    cmdline = kernel_cmdline(root)
+    iommu_sys = (
+        gpu_sys if sim and os.path.isdir(os.path.join(gpu_sys, "kernel/iommu_groups")) else real_sys
+    )
+    return {
+        "schema": FACTS_SCHEMA,
+        "os": os_release(root),
+        "arch": platform.machine(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "euid": os.geteuid(),
+        "container": container_kind(root),
+        "cpu_vendor": cpu_vendor(root),
+        "kernel": kern,
+        "secure_boot": secure_boot(root),
+        "cmdline": cmdline,
+        "iommu": iommu(iommu_sys, cmdline["iommu_flags"]),
+        "disk_free_gib": {"/": disk_free_gib("/")},
+        "gpu_view": gpu_view,
+        "simulation": sim,
+        "gpus": gpus,
+        "nvidia_smi": {"available": smi["available"], "error": smi["error"]},
+        "driver": driver(kern, root),
+    }

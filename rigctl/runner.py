@@ -1,0 +1,263 @@
+"""Run playbooks through ansible-runner, with live progress and a per-host summary.
+
+Results come from ansible-runner's event stream (never from parsing ansible-playbook's
+text output). Every run keeps its artifacts (job events, stdout, stats) under
+``<state home>/runs/<id>/`` for post-mortems; the summary names that path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rigctl import paths
+
+KEEP_RUNS = 50
+
+_HOST_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+    "runner_item_on_failed": "failed",
+}
+
+
+@dataclass
+class Failure:
+    host: str
+    task: str
+    message: str
+    unreachable: bool = False
+
+    def as_dict(self):
+        return {
+            "host": self.host,
+            "task": self.task,
+            "message": self.message,
+            "unreachable": self.unreachable,
+        }
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+
+    @property
+    def status(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "failed"
+        if self.changed:
+            return "changed"
+        return "ok"
+
+    def as_dict(self):
+        return {
+            "ok": self.ok,
+            "changed": self.changed,
+            "failed": self.failed,
+            "unreachable": self.unreachable,
+            "skipped": self.skipped,
+            "status": self.status,
+        }
+
+
+@dataclass
+class RunResult:
+    playbook: str
+    status: str  # successful | failed | timeout | canceled
+    rc: int
+    artifacts: Path
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    changes: list[dict] = field(default_factory=list)  # {host, task} of every change
+    host_facts: dict[str, dict] = field(default_factory=dict)  # ansible_facts set by modules
+    check_mode: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not any(h.failed or h.unreachable for h in self.hosts.values())
+
+    def as_dict(self):
+        return {
+            "playbook": self.playbook,
+            "ok": self.ok,
+            "status": self.status,
+            "rc": self.rc,
+            "check_mode": self.check_mode,
+            "hosts": {name: stats.as_dict() for name, stats in self.hosts.items()},
+            "changes": self.changes,
+            "failures": [f.as_dict() for f in self.failures],
+            "artifacts": str(self.artifacts),
+        }
+
+
+def _failure_message(res: dict) -> str:
+    if not isinstance(res, dict):
+        return str(res)
+    parts = []
+    msg = res.get("msg")
+    if msg:
+        parts.append(str(msg).strip())
+    for key in ("stderr", "module_stderr"):
+        value = res.get(key)
+        if value and str(value).strip() and str(value).strip() not in parts:
+            parts.append(str(value).strip())
+    if not parts and res.get("results"):
+        for item in res["results"]:
+            if isinstance(item, dict) and item.get("failed"):
+                parts.append(_failure_message(item))
+    return "\n".join(parts) or "task failed (no message)"
+
+
+def new_run_dir(kind: str) -> Path:
+    root = paths.runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = root / f"{stamp}-{kind}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(mode=0o700)
+    _prune(root)
+    return run_dir
+
+
+def _prune(root: Path) -> None:
+    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
+    for old in runs[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def ansible_env() -> dict[str, str]:
+    """Environment for every Ansible process rigctl starts (playbooks and testinfra)."""
+    adir = paths.ansible_dir()
+    return {
+        "ANSIBLE_CONFIG": str(adir / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(adir / "roles"),
+        "ANSIBLE_LIBRARY": str(adir / "plugins" / "modules"),
+        "ANSIBLE_MODULE_UTILS": str(paths.module_utils_dir()),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+
+
+def run_playbook(
+    name: str,
+    inventory: list[str],
+    *,
+    limit: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    verbosity: int = 0,
+    extravars: dict | None = None,
+    progress=None,
+    kind: str | None = None,
+) -> RunResult:
+    """Run playbooks/<name> and return what happened per host."""
+    import ansible_runner  # slow import: only when a playbook really runs
+
+    playbook = paths.playbook(name)
+    run_dir = new_run_dir(kind or Path(name).stem)
+    cmdline = []
+    if check:
+        cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
+
+    result = RunResult(
+        playbook=name, status="running", rc=-1, artifacts=run_dir / "artifacts", check_mode=check
+    )
+    lock = threading.Lock()
+    current_task = {"name": ""}
+
+    def on_event(event: dict) -> bool:
+        kind_ = event.get("event", "")
+        data = event.get("event_data", {}) or {}
+        with lock:
+            if kind_ == "playbook_on_task_start":
+                current_task["name"] = data.get("task") or data.get("name") or ""
+                if progress:
+                    progress.task_started(current_task["name"])
+            elif kind_ in _HOST_EVENTS:
+                host = data.get("host") or "?"
+                task = data.get("task") or current_task["name"]
+                res = data.get("res") or {}
+                status = _HOST_EVENTS[kind_]
+                if status == "ok" and isinstance(res, dict) and res.get("changed"):
+                    status = "changed"
+                    result.changes.append({"host": host, "task": task})
+                if status in ("failed", "unreachable") and not data.get("ignore_errors"):
+                    if kind_ != "runner_item_on_failed":
+                        result.failures.append(
+                            Failure(host, task, _failure_message(res), status == "unreachable")
+                        )
+                if isinstance(res, dict) and isinstance(res.get("ansible_facts"), dict):
+                    result.host_facts.setdefault(host, {}).update(res["ansible_facts"])
+                if progress:
+                    progress.host_event(host, task, status)
+        return True
+
+    env = ansible_env()
+    runner = ansible_runner.run(
+        private_data_dir=str(run_dir),
+        project_dir=str(paths.ansible_dir()),
+        playbook=str(playbook),
+        inventory=[str(Path(p).resolve()) for p in inventory],
+        limit=limit,
+        cmdline=" ".join(cmdline) or None,
+        verbosity=verbosity or None,
+        extravars=extravars or None,
+        envvars=env,
+        event_handler=on_event,
+        quiet=True,
+        ident="run",
+    )
+    result.status = runner.status
+    result.rc = runner.rc
+    result.artifacts = Path(runner.config.artifact_dir)
+    stats = runner.stats or {}
+    hosts: dict[str, HostStats] = {}
+    for key, attr in (
+        ("ok", "ok"),
+        ("changed", "changed"),
+        ("failures", "failed"),
+        ("dark", "unreachable"),
+        ("skipped", "skipped"),
+        ("rescued", "rescued"),
+        ("ignored", "ignored"),
+    ):
+        for host, count in (stats.get(key) or {}).items():
+            setattr(hosts.setdefault(host, HostStats()), attr, count)
+    for host in stats.get("processed", {}) or {}:
+        hosts.setdefault(host, HostStats())
+    result.hosts = dict(sorted(hosts.items()))
+    if not result.hosts and result.rc != 0 and not result.failures:
+        tail = _stdout_tail(result.artifacts)
+        result.failures.append(
+            Failure("-", "ansible-playbook", tail or f"exited with rc {result.rc}")
+        )
+    return result
+
+
+def _stdout_tail(artifacts: Path, lines: int = 15) -> str:
+    try:
+        text = (artifacts / "stdout").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"

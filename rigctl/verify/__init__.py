@@ -1,0 +1,1 @@
+"""`rigctl verify`: the shipped testinfra suites, run over SSH against rigs."""

@@ -1,0 +1,125 @@
+"""Facts gathered from the rig and the preflight rules, one test per fact."""
+
+from rigctl.core import constants, hostfacts, preflight
+from rigctl.verify.checks import expect, skip_unless_real_gpu
+
+
+def _rule(result):
+    expect(
+        result["status"] != preflight.FAIL,
+        result["message"],
+        expected="pass",
+        found=result["status"],
+        fix=result["fix"] or "-",
+    )
+
+
+def test_facts_gathered(rig_facts):
+    expect(
+        rig_facts.get("schema") == hostfacts.FACTS_SCHEMA
+        and rig_facts["os"]["id"] != "unknown"
+        and bool(rig_facts["kernel"]["running"]),
+        "rig facts gathered",
+        expected=f"facts schema {hostfacts.FACTS_SCHEMA} with OS and kernel",
+        found={k: rig_facts.get(k) for k in ("schema", "os", "arch")},
+        fix="check the rig_facts module output with `rigctl facts HOST -vvv`",
+    )
+
+
+def test_os_supported(rig_facts):
+    _rule(preflight.check_os(rig_facts))
+
+
+def test_arch_supported(rig_facts):
+    _rule(preflight.check_arch(rig_facts))
+
+
+def test_python_usable(rig_facts):
+    _rule(preflight.check_python(rig_facts))
+
+
+def test_disk_space(rig_facts, rig_vars):
+    _rule(preflight.check_disk(rig_facts, rig_vars["rig_min_free_disk_gib"]))
+
+
+def test_secure_boot_state_known(rig_facts):
+    sb = rig_facts["secure_boot"]
+    expect(
+        sb["state"] in ("enabled", "disabled"),
+        "Secure Boot state is known (it decides whether modules must be signed)",
+        expected="enabled or disabled",
+        found=f"{sb['state']} ({sb['source']})",
+        fix="mount efivarfs (/sys/firmware/efi/efivars) or check `mokutil --sb-state`",
+    )
+
+
+def test_iommu_mode_known(rig_facts):
+    mode = rig_facts["iommu"]["mode"]
+    expect(
+        mode in ("off", "passthrough", "translated"),
+        "IOMMU mode is known (P2P needs it off or in passthrough)",
+        expected="off, passthrough or translated",
+        found=f"{mode} (group types {rig_facts['iommu']['group_types']})",
+        fix="read /sys/kernel/iommu_groups/*/type on the rig to see what the kernel applies",
+    )
+
+
+def test_gpu_view_reported_honestly(host, rig_facts):
+    marker = host.file(constants.SIMGPU_PROFILE).exists
+    if marker:
+        ok = rig_facts["gpu_view"] == "simulated" and all(g["simulated"] for g in rig_facts["gpus"])
+        expected = "simulated (this is a lab rig)"
+    else:
+        ok = rig_facts["gpu_view"] in ("real", "none") and not any(
+            g["simulated"] for g in rig_facts["gpus"]
+        )
+        expected = "real or none (no simulated GPU layer on this host)"
+    expect(
+        ok,
+        "the GPU view is reported as what it is",
+        expected=expected,
+        found=rig_facts["gpu_view"],
+        fix="a lab rig must carry the simulated GPU marker; a real rig must not",
+    )
+
+
+def test_gpu_count_matches_inventory(rig_facts, rig_vars):
+    skip_unless_real_gpu(rig_facts, "counting GPUs on PCI")
+    expected = rig_vars.get("rig_gpu_count")
+    if expected is None:
+        import pytest
+
+        pytest.skip("rig_gpu_count is not set in the inventory")
+    _rule(preflight.check_gpus(rig_facts, expected))
+
+
+def test_gpus_visible_to_driver(host, rig_facts):
+    skip_unless_real_gpu(rig_facts, "comparing PCI with nvidia-smi")
+    if not rig_facts["driver"]["loaded"]:
+        import pytest
+
+        pytest.skip("no NVIDIA driver loaded yet (the driver role installs it)")
+    seen = [g for g in rig_facts["gpus"] if g.get("smi")]
+    expect(
+        len(seen) == len(rig_facts["gpus"]),
+        "every GPU on PCI is visible to the driver",
+        expected=[g["bus_id"] for g in rig_facts["gpus"]],
+        found=[g["bus_id"] for g in seen],
+        fix="a GPU on PCI that nvidia-smi does not list fell off the bus or failed to "
+        "initialise: check `dmesg | grep -i nvrm`, reseat it, check its power cables",
+    )
+
+
+def test_kernel_headers_for_driver_builds(rig_facts, rig_vars):
+    if not rig_vars.get("rig_driver_version"):
+        import pytest
+
+        pytest.skip("the NVIDIA driver is not managed on this rig (rig_driver_version unset)")
+    result = preflight.check_headers(rig_facts)
+    expect(
+        result["status"] == preflight.PASS,
+        result["message"],
+        expected="headers installed for at least one installed kernel",
+        found=result["status"],
+        fix=result["fix"] or "-",
+    )
