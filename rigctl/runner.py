@@ -143,7 +143,11 @@ def _prune(root: Path) -> None:
 def ansible_env() -> dict[str, str]:
     """Environment for every Ansible process rigctl starts (playbooks and testinfra)."""
     adir = paths.ansible_dir()
+    # ansible-runner and testinfra start `ansible-playbook`, `ansible`, `ansible-inventory`
+    # by name: use the ones installed next to this Python, also when the venv is not active.
+    bindir = os.path.dirname(sys.executable)
     return {
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
         "ANSIBLE_CONFIG": str(adir / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(adir / "roles"),
         "ANSIBLE_LIBRARY": str(adir / "plugins" / "modules"),

@@ -1,0 +1,185 @@
+"""Host fact gathering on fake root trees shaped like real hosts (sysfs, procfs, /etc)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rigctl.core import constants, hostfacts
+
+EFI_SB = "sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e0ed8c5b9d4e"
+
+
+def put(root: Path, rel: str, content: str | bytes = "") -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+def pci_device(
+    sysroot: Path,
+    bdf: str,
+    vendor: str,
+    device: str,
+    klass: str,
+    link=("16.0 GT/s PCIe", 16),
+    max_link=("16.0 GT/s PCIe", 16),
+    numa="0",
+):
+    base = f"bus/pci/devices/{bdf}"
+    put(sysroot, f"{base}/vendor", vendor + "\n")
+    put(sysroot, f"{base}/device", device + "\n")
+    put(sysroot, f"{base}/class", klass + "\n")
+    put(sysroot, f"{base}/current_link_speed", link[0] + "\n")
+    put(sysroot, f"{base}/current_link_width", f"{link[1]}\n")
+    put(sysroot, f"{base}/max_link_speed", max_link[0] + "\n")
+    put(sysroot, f"{base}/max_link_width", f"{max_link[1]}\n")
+    put(sysroot, f"{base}/numa_node", numa + "\n")
+
+
+@pytest.fixture
+def rig_root(tmp_path: Path) -> Path:
+    root = tmp_path
+    put(
+        root,
+        "etc/os-release",
+        'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+        "VERSION_CODENAME=bookworm\n",
+    )
+    put(root, "lib/modules/6.1.0-27-amd64/build/Makefile", "# headers\n")
+    (root / "lib/modules/6.1.0-28-amd64").mkdir(parents=True)
+    put(root, "boot/vmlinuz-6.1.0-27-amd64")
+    put(root, "proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet amd_iommu=on iommu=pt\n")
+    put(root, "proc/cpuinfo", "processor\t: 0\nvendor_id\t: AuthenticAMD\n")
+    sysroot = root / "sys"
+    pci_device(sysroot, "0000:01:00.0", "0x10de", "0x2204", "0x030000")
+    pci_device(sysroot, "0000:01:00.1", "0x10de", "0x1aef", "0x040300")  # the GPU's HDMI audio
+    pci_device(sysroot, "0000:41:00.0", "0x10de", "0x2204", "0x030000", link=("8.0 GT/s PCIe", 4), numa="1")
+    pci_device(sysroot, "0000:02:00.0", "0x1022", "0x1483", "0x060400")  # an AMD bridge
+    for group in ("0", "1", "2"):
+        put(sysroot, f"kernel/iommu_groups/{group}/type", "identity\n")
+    put(root, EFI_SB, b"\x06\x00\x00\x00\x01")
+    put(root, "etc/modprobe.d/nvidia-blacklists-nouveau.conf", "blacklist nouveau\n")
+    put(root, "usr/lib/x86_64-linux-gnu/libnvidia-ml.so.535.261.03")
+    return root
+
+
+def test_os_kernels_and_boot(rig_root):
+    facts = hostfacts.gather(str(rig_root))
+    assert facts["os"]["id"] == "debian" and facts["os"]["version_id"] == "12"
+    assert facts["os"]["codename"] == "bookworm"
+    assert facts["kernel"]["with_headers"] == ["6.1.0-27-amd64"]
+    assert facts["kernel"]["module_dirs"] == ["6.1.0-27-amd64", "6.1.0-28-amd64"]
+    assert facts["kernel"]["images"] == ["6.1.0-27-amd64"]
+    assert facts["secure_boot"]["state"] == "enabled"
+    assert facts["cmdline"]["iommu_flags"] == {"amd_iommu": "on", "iommu": "pt"}
+    assert facts["iommu"]["mode"] == "passthrough"
+    assert facts["iommu"]["groups"] == 3
+    assert facts["cpu_vendor"] == "AMD"
+
+
+def test_gpus_from_pci_real_view(rig_root):
+    facts = hostfacts.gather(str(rig_root))
+    assert facts["gpu_view"] == "real"
+    assert [g["bus_id"] for g in facts["gpus"]] == ["0000:01:00.0", "0000:41:00.0"]
+    first, second = facts["gpus"]
+    assert first["model"] == "GeForce RTX 3090" and first["generation"] == "Ampere"
+    assert first["link"] == {
+        "gen_current": 4,
+        "gen_max": 4,
+        "speed_current_gts": 16.0,
+        "speed_max_gts": 16.0,
+        "width_current": 16,
+        "width_max": 16,
+    }
+    assert second["link"]["gen_current"] == 3 and second["link"]["width_current"] == 4
+    assert second["numa_node"] == 1
+    assert not any(g["simulated"] for g in facts["gpus"])
+
+
+def test_secure_boot_disabled_and_legacy(rig_root):
+    (rig_root / EFI_SB).write_bytes(b"\x06\x00\x00\x00\x00")
+    assert hostfacts.secure_boot(str(rig_root))["state"] == "disabled"
+    import shutil
+
+    shutil.rmtree(rig_root / "sys/firmware")
+    sb = hostfacts.secure_boot(str(rig_root))
+    assert sb["state"] == "disabled" and "legacy" in sb["source"]
+
+
+def test_iommu_translated_and_off(rig_root):
+    put(rig_root, "sys/kernel/iommu_groups/1/type", "DMA-FQ\n")
+    assert hostfacts.iommu(str(rig_root / "sys"), {})["mode"] == "translated"
+    import shutil
+
+    shutil.rmtree(rig_root / "sys/kernel/iommu_groups")
+    assert hostfacts.iommu(str(rig_root / "sys"), {})["mode"] == "off"
+
+
+def test_driver_userspace_and_nouveau(rig_root):
+    drv = hostfacts.driver(hostfacts.kernels(str(rig_root)), str(rig_root))
+    assert drv["userspace_versions"] == ["535.261.03"]
+    assert drv["nouveau_blacklisted"] is True
+    assert drv["loaded"] is None
+
+
+def test_loaded_open_driver_from_real_capture(rig_root, captures):
+    text = captures.read("proc-driver-nvidia-version__open-595.71.05__1.txt")
+    put(rig_root, "proc/driver/nvidia/version", text)
+    drv = hostfacts.driver(hostfacts.kernels(str(rig_root)), str(rig_root))
+    assert drv["loaded"]["version"] == "595.71.05"
+    assert drv["loaded"]["flavor"] == "open"
+
+
+def test_simulated_gpus_are_reported_as_simulated(rig_root):
+    put(rig_root, constants.SIMGPU_PROFILE.lstrip("/"), json.dumps({"name": "4x3090"}))
+    simsys = rig_root / constants.SIMGPU_SYSFS_ROOT.lstrip("/")
+    for i in range(4):
+        pci_device(simsys, f"0000:0{i + 1}:00.0", "0x10de", "0x2204", "0x030000")
+    facts = hostfacts.gather(str(rig_root))
+    assert facts["gpu_view"] == "simulated"
+    assert facts["simulation"]["profile"] == "4x3090"
+    # Only the simulated GPUs, each marked simulated; the real sysfs is not mixed in.
+    assert len(facts["gpus"]) == 4
+    assert all(g["simulated"] for g in facts["gpus"])
+
+
+def test_no_gpu(tmp_path):
+    put(tmp_path, "etc/os-release", "ID=debian\nVERSION_ID=12\n")
+    facts = hostfacts.gather(str(tmp_path))
+    assert facts["gpu_view"] == "none" and facts["gpus"] == []
+    assert facts["nvidia_smi"]["available"] is False
+
+
+def test_dkms_status_both_formats():
+    text = (
+        "nvidia/535.261.03, 6.1.0-27-amd64, x86_64: installed\n"
+        "nvidia-p2p, 565.57.01, 6.1.0-27-amd64, x86_64: built\n"
+        "nvidia/535.261.03: added\n"
+    )
+    entries = hostfacts.parse_dkms_status(text)
+    assert entries[0] == {
+        "module": "nvidia",
+        "version": "535.261.03",
+        "kernel": "6.1.0-27-amd64",
+        "arch": "x86_64",
+        "state": "installed",
+    }
+    assert entries[1]["module"] == "nvidia-p2p" and entries[1]["state"] == "built"
+    assert entries[2] == {
+        "module": "nvidia",
+        "version": "535.261.03",
+        "kernel": None,
+        "arch": None,
+        "state": "added",
+    }
+
+
+def test_facts_are_json_serialisable(rig_root):
+    json.dumps(hostfacts.gather(str(rig_root)))
