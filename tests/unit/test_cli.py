@@ -11,8 +11,8 @@ def test_help_does_not_import_ansible():
         "import sys\n"
         "from rigctl.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('ansible', 'ansible_runner', 'testinfra',"
-        " 'pytest', 'rich', 'yaml'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in\n"
+        "    ('ansible', 'ansible_runner', 'testinfra', 'pytest', 'rich', 'yaml'))\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
