@@ -20,7 +20,8 @@ PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 
 
 def _result(name, status, message, fix=None):
-    return {"name": name, "status": status, "message": message, "fix": fix}
+    summary = "%s: %s" % (name, message) + (" (fix: %s)" % fix if fix else "")
+    return {"name": name, "status": status, "message": message, "fix": fix, "summary": summary}
 
 
 def supported_os_names():
