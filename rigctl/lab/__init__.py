@@ -1,0 +1,65 @@
+"""Lab: simulated rigs (systemd containers reached over SSH on 127.0.0.1).
+
+The API the CLI, the Molecule scenarios and the tests use::
+
+    from rigctl.lab import lab_up, lab_down, inventory_path
+    lab = lab_up("mylab", rigs=2, profile="4x3090")   # -> Lab (rigs, ports, inventory)
+    inventory_path("mylab")                            # labs/mylab/inventory.yml
+    lab_status("mylab")                                # dict, as `lab status --json`
+    lab_restart("mylab", "lab-rig-1")                  # a reboot: /run is wiped
+    ssh_argv("mylab", "lab-rig-1", ["uname", "-a"])    # argv for subprocess
+    lab_down("mylab")                                  # removes everything it made
+
+Errors: rigctl.errors.InputError (bad input, no Docker engine: exit 2) and RigctlError
+(a rig did not come up: exit 1).
+"""
+
+from __future__ import annotations
+
+from rigctl.lab.lab import (
+    DEFAULT_TIMEOUT,
+    discover,
+    lab_down,
+    lab_restart,
+    lab_status,
+    lab_up,
+    list_labs,
+    ssh_argv,
+    ssh_probe,
+)
+from rigctl.lab.model import (
+    DEFAULT_NAME,
+    DEFAULT_PORT_BASE,
+    Lab,
+    Rig,
+    container_name,
+    inventory_path,
+    key_path,
+    known_hosts_path,
+    lab_dir,
+    load_state,
+    network_name,
+)
+
+__all__ = [
+    "DEFAULT_NAME",
+    "DEFAULT_PORT_BASE",
+    "DEFAULT_TIMEOUT",
+    "Lab",
+    "Rig",
+    "container_name",
+    "discover",
+    "inventory_path",
+    "key_path",
+    "known_hosts_path",
+    "lab_dir",
+    "lab_down",
+    "lab_restart",
+    "lab_status",
+    "lab_up",
+    "list_labs",
+    "load_state",
+    "network_name",
+    "ssh_argv",
+    "ssh_probe",
+]
