@@ -170,6 +170,8 @@ def print_summary(result: RunResult, title: str) -> None:
             click.echo(fmt.format(host, st.status, st.ok, st.changed, st.failed, st.unreachable, st.skipped))
     if result.check_mode:
         click.echo("check mode: nothing was changed on any host")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning['host']}: {warning['message']}")
     for change in result.changes:
         click.echo(f"changed: {change['host']}: {change['task']}")
     for failure in result.failures:

@@ -85,6 +85,7 @@ class RunResult:
     hosts: dict[str, HostStats] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     changes: list[dict] = field(default_factory=list)  # {host, task} of every change
+    warnings: list[dict] = field(default_factory=list)  # {host, task, message} from modules
     host_facts: dict[str, dict] = field(default_factory=dict)  # ansible_facts set by modules
     check_mode: bool = False
 
@@ -101,6 +102,7 @@ class RunResult:
             "check_mode": self.check_mode,
             "hosts": {name: stats.as_dict() for name, stats in self.hosts.items()},
             "changes": self.changes,
+            "warnings": self.warnings,
             "failures": [f.as_dict() for f in self.failures],
             "artifacts": str(self.artifacts),
         }
@@ -207,6 +209,9 @@ def run_playbook(
                         result.failures.append(
                             Failure(host, task, _failure_message(res), status == "unreachable")
                         )
+                if isinstance(res, dict):
+                    for message in res.get("warnings") or ():
+                        result.warnings.append({"host": host, "task": task, "message": str(message)})
                 if isinstance(res, dict) and isinstance(res.get("ansible_facts"), dict):
                     result.host_facts.setdefault(host, {}).update(res["ansible_facts"])
                 if progress:

@@ -52,7 +52,11 @@ def main():
     facts = hostfacts.gather()
     result = {"rig": facts}
     if module.params["preflight"] is not None:
-        result["rig_preflight"] = preflight.evaluate(facts, **module.params["preflight"])
+        results = preflight.evaluate(facts, **module.params["preflight"])
+        result["rig_preflight"] = results
+        for item in results:
+            if item["status"] == preflight.WARN:
+                module.warn("preflight: " + item["summary"])
     module.exit_json(changed=False, ansible_facts=result)
 
 

@@ -4,6 +4,7 @@ the shipped suites, destroy."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,5 +35,11 @@ def test_molecule_scenario(scenario):
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
-    # The verify step ran the rig suites and they passed on the converged rig.
-    assert "test_become_gives_root" in output or "passed" in output
+    # Every step of the sequence ran, including idempotence and check mode.
+    for step in ("create", "converge", "idempotence", "check", "verify", "destroy"):
+        assert f"[{scenario} > {step}] Executed: Successful" in output, step
+    # The verify step ran the shipped rig suites (not scenario-local tests) and they passed.
+    assert "Executing Testinfra tests found in " + str(ROOT / "rigctl" / "verify" / "suites") in output
+    summary = re.search(r"=+ (\d+) passed(?:, (\d+) skipped)? in ", output)
+    assert summary and int(summary.group(1)) >= 10, output[-3000:]
+    assert " failed" not in summary.group(0)
