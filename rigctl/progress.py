@@ -66,7 +66,7 @@ class LiveProgress:
         self.task = ""
         self.started = time.monotonic()
         self.live = Live(
-            self._render(), console=self.console, refresh_per_second=8, transient=False
+            self._render(), console=self.console, refresh_per_second=8, transient=True
         )
 
     def _render(self):

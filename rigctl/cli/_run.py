@@ -43,6 +43,7 @@ def run(
     extravars=None,
     kind=None,
     quiet=False,
+    summary=True,
 ):
     from rigctl.progress import make_progress, print_summary, progress_context
     from rigctl.runner import run_playbook
@@ -62,7 +63,7 @@ def run(
         )
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
-    elif not quiet:
+    elif summary and not quiet:
         print_summary(result, title)
     return result
 

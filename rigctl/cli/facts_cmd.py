@@ -152,6 +152,7 @@ def facts(ctx, hosts, inventory, limit, check, diff, verbose, as_json):
         title="facts",
         kind="facts",
         quiet=as_json,
+        summary=False,
     )
     gathered = {
         h: result.host_facts[h]["rig"] for h in selected if "rig" in result.host_facts.get(h, {})

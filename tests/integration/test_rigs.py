@@ -99,3 +99,24 @@ def test_verify_reports_a_broken_rig(lab2):
             subprocess.run(
                 ["docker", "exec", container, "mv", f"/root/sudoers.off/{f}", "/etc/sudoers.d/"], check=True
             )
+
+
+def test_unreachable_rig_is_reported_and_others_still_gathered(lab2):
+    """Runs last in this module: stops rig 2, then brings the lab back with `lab up`."""
+    container = f"rigctl-{lab2.name}-rig-2"
+    subprocess.run(["docker", "stop", container], check=True, capture_output=True)
+    try:
+        rc, data = lab2.rigctl.json("facts", "-i", lab2.inventory, "--json")
+        assert rc == 1
+        assert list(data["hosts"]) == ["lab-rig-1"]  # the reachable rig is still reported
+        failure = data["run"]["failures"][0]
+        assert failure["host"] == "lab-rig-2" and failure["unreachable"] is True
+        assert "Connection refused" in failure["message"]
+        proc = lab2.rigctl("facts", "-i", lab2.inventory)
+        assert proc.returncode == 1
+        assert "unreachable: lab-rig-2: task 'Gather rig facts'" in proc.stderr
+        assert "run artifacts kept in" in proc.stderr
+    finally:
+        lab2.rigctl("lab", "up", "--name", lab2.name, check=True)
+    rc, _ = lab2.rigctl.json("facts", "-i", lab2.inventory, "--json")
+    assert rc == 0
