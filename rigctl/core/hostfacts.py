@@ -192,6 +192,19 @@ def container_kind(root="/"):
     return None
 
 
+def dpkg_state(root="/"):
+    """An interrupted dpkg run (files left in /var/lib/dpkg/updates) makes every later
+    package operation fail until `dpkg --configure -a` finishes it."""
+    updates = os.path.join(root, "var/lib/dpkg/updates")
+    if not os.path.isdir(os.path.join(root, "var/lib/dpkg")):
+        return {"present": False, "interrupted": False}
+    try:
+        pending = sorted(os.listdir(updates))
+    except OSError:
+        pending = []
+    return {"present": True, "interrupted": bool(pending)}
+
+
 def disk_free_gib(path="/"):
     try:
         st = os.statvfs(path)
@@ -449,9 +462,9 @@ def gather(root="/"):
 
     kern = kernels(root)
     cmdline = kernel_cmdline(root)
-    iommu_sys = (
-        gpu_sys if sim and os.path.isdir(os.path.join(gpu_sys, "kernel/iommu_groups")) else real_sys
-    )
+    # On a lab rig the IOMMU is part of the simulated hardware (the container would
+    # otherwise report the lab host's own IOMMU): no simulated groups means "off".
+    iommu_sys = gpu_sys if sim else real_sys
     return {
         "schema": FACTS_SCHEMA,
         "os": os_release(root),
@@ -465,6 +478,7 @@ def gather(root="/"):
         "cmdline": cmdline,
         "iommu": iommu(iommu_sys, cmdline["iommu_flags"]),
         "disk_free_gib": {"/": disk_free_gib("/")},
+        "dpkg": dpkg_state(root),
         "gpu_view": gpu_view,
         "simulation": sim,
         "gpus": gpus,

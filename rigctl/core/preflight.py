@@ -91,6 +91,20 @@ def check_disk(facts, min_free_gib):
     )
 
 
+def check_dpkg(facts):
+    dpkg = facts.get("dpkg") or {}
+    if not dpkg.get("present"):
+        return _result("package_manager_ready", SKIP, "no dpkg on this host")
+    if dpkg.get("interrupted"):
+        return _result(
+            "package_manager_ready",
+            FAIL,
+            "an earlier dpkg run was interrupted; package installs would fail halfway",
+            "finish it on the host: dpkg --configure -a (then apt-get -f install)",
+        )
+    return _result("package_manager_ready", PASS, "dpkg is in a consistent state")
+
+
 def check_gpus(facts, expected=None):
     gpus = facts["gpus"]
     view = facts["gpu_view"]
@@ -149,6 +163,7 @@ def evaluate(facts, min_free_disk_gib=10, gpu_count=None, driver_flavor="open"):
         check_python(facts),
         check_become(facts),
         check_disk(facts, min_free_disk_gib),
+        check_dpkg(facts),
         check_gpus(facts, gpu_count),
         check_headers(facts),
         check_secure_boot(facts, driver_flavor),

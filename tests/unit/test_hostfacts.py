@@ -183,3 +183,10 @@ def test_dkms_status_both_formats():
 
 def test_facts_are_json_serialisable(rig_root):
     json.dumps(hostfacts.gather(str(rig_root)))
+
+
+def test_dpkg_interrupted(rig_root):
+    (rig_root / "var/lib/dpkg/updates").mkdir(parents=True)
+    assert hostfacts.dpkg_state(str(rig_root)) == {"present": True, "interrupted": False}
+    put(rig_root, "var/lib/dpkg/updates/0001", "Package: x\n")
+    assert hostfacts.dpkg_state(str(rig_root)) == {"present": True, "interrupted": True}

@@ -14,6 +14,7 @@ BASE = {
     "python": "3.11.2",
     "euid": 0,
     "disk_free_gib": {"/": 50.0},
+    "dpkg": {"present": True, "interrupted": False},
     "gpus": [{"bus_id": f"0000:0{i}:00.0"} for i in range(1, 5)],
     "gpu_view": "real",
     "kernel": {"with_headers": ["6.1.0-27-amd64"]},
@@ -97,3 +98,10 @@ def test_headers_and_secure_boot_warnings():
     assert r["kernel_headers"]["status"] == "warn"
     assert r["secure_boot"]["status"] == "warn" and "signed" in r["secure_boot"]["message"]
     assert preflight.failures(list(r.values())) == []
+
+
+def test_interrupted_dpkg_fails_with_the_command_that_fixes_it():
+    result = preflight.check_dpkg(facts(dpkg={"present": True, "interrupted": True}))
+    assert result["status"] == "fail"
+    assert "dpkg --configure -a" in result["fix"]
+    assert preflight.check_dpkg(facts(dpkg={"present": False, "interrupted": False}))["status"] == "skip"

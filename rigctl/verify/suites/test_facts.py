@@ -42,6 +42,10 @@ def test_disk_space(rig_facts, rig_vars):
     _rule(preflight.check_disk(rig_facts, rig_vars["rig_min_free_disk_gib"]))
 
 
+def test_package_manager_ready(rig_facts):
+    _rule(preflight.check_dpkg(rig_facts))
+
+
 def test_secure_boot_state_known(rig_facts):
     sb = rig_facts["secure_boot"]
     expect(
