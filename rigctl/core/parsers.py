@@ -747,6 +747,9 @@ def _new_device(match) -> dict:
         "lnkcap": None,
         "lnksta": None,
         "capabilities_access_denied": False,
+        "bus": None,
+        "acs_cap": None,
+        "acs_ctl": None,
     }
 
 
@@ -763,7 +766,10 @@ def parse_lspci_vv(text: str) -> list[dict]:
     {``bar``, ``current_bytes``, ``supported_bytes``}, None when not shown),
     ``virtual_rebar`` (same, for the Virtual Resizable BAR capability), ``lnkcap``
     {``speed_gts``, ``gen``, ``width``}, ``lnksta`` (plus ``speed_downgraded``,
-    ``width_downgraded``) and ``capabilities_access_denied`` (non-root lspci).
+    ``width_downgraded``), ``capabilities_access_denied`` (non-root lspci), for bridges
+    ``bus`` {``primary``, ``secondary``, ``subordinate``} (bus numbers as int, from the
+    ``Bus:`` line) and ``acs_cap``/``acs_ctl`` (Access Control Services flags, e.g.
+    ``{"ReqRedir": True, "CmpltRedir": True, ...}``; None when the capability is not shown).
     """
     devices: list = []
     current = None
@@ -800,6 +806,8 @@ def parse_lspci_vv(text: str) -> list[dict]:
                         current["virtual_rebar"] = []
                 elif "Express" in value:
                     capability = "express"
+                elif "Access Control Services" in value:
+                    capability = "acs"
                 else:
                     capability = "other"
                 continue
@@ -836,6 +844,10 @@ def parse_lspci_vv(text: str) -> list[dict]:
                 current["kernel_driver"] = value
             elif key == "Kernel modules":
                 current["kernel_modules"] = [m.strip() for m in value.split(",") if m.strip()]
+            elif key == "Bus":
+                bus = dict(re.findall(r"(primary|secondary|subordinate)=([0-9a-fA-F]+)", value))
+                if len(bus) == 3:
+                    current["bus"] = {k: int(v, 16) for k, v in bus.items()}
             continue
         # level >= 2: inside a capability
         if capability in ("rebar", "virtual_rebar") and level == 2:
@@ -853,6 +865,14 @@ def parse_lspci_vv(text: str) -> list[dict]:
                         "supported_bytes": supported,
                     }
                 )
+            continue
+        if capability == "acs" and level == 2:
+            key, sep, value = line.partition(":")
+            if key in ("ACSCap", "ACSCtl") and sep:
+                flags = dict(re.findall(r"([A-Za-z]+)([+-])", value))
+                current["acs_cap" if key == "ACSCap" else "acs_ctl"] = {
+                    k: v == "+" for k, v in flags.items()
+                }
             continue
         if capability == "express" and level == 2:
             key, sep, value = line.partition(":")

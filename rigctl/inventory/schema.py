@@ -32,9 +32,13 @@ from rigctl.inventory.catalog import P2P_CATALOG
 ROLES: dict[str, str] = {
     "rig_facts": "Gather the facts every other rigctl role needs, in one round trip.",
     "rig_preflight": "Refuse hosts that cannot be provisioned before anything changes.",
+    "rig_hw_checks": "Check the hardware P2P depends on (Resizable BAR, IOMMU, ACS, PCIe links, "
+    "chipset GPUs, GPU generations) before any driver change; optionally set the IOMMU "
+    "kernel options.",
     "nvidia_driver": "Install the NVIDIA driver with open kernel modules, stock or patched "
     "for P2P, at exactly the version asked for.",
-    "gpu_tuning": "Persistence mode, power limits applied at every boot, IOMMU kernel options.",
+    "gpu_tuning": "Persistence mode through nvidia-persistenced, power limits applied now and "
+    "at every boot.",
     "cuda": "Install the CUDA toolkit.",
     "nccl": "Install NCCL and write its environment.",
 }
@@ -208,7 +212,7 @@ VARIABLES: tuple[Field, ...] = (
             ("p2p", "the open module patched for P2P through the large BAR1 aperture, built "
              "from `rig_p2p_source` at exactly `rig_driver_version`."),
         ),
-        roles=("rig_facts", "rig_preflight", "nvidia_driver"),
+        roles=("rig_facts", "rig_preflight", "rig_hw_checks", "nvidia_driver"),
         section=_S_DRIVER,
         example="p2p",
     ),
@@ -367,7 +371,7 @@ VARIABLES: tuple[Field, ...] = (
             ("off", "turn the IOMMU off the same way (`amd_iommu=off` / `intel_iommu=off`); "
              "this also ends VFIO passthrough of devices to VMs."),
         ),
-        roles=("rig_preflight", "gpu_tuning"),
+        roles=("rig_preflight", "rig_hw_checks"),
         section=_S_HOST,
         example="passthrough",
     ),
@@ -383,7 +387,7 @@ VARIABLES: tuple[Field, ...] = (
              "rig is idle."),
             ("auto", "reboot the rig and wait for it to come back."),
         ),
-        roles=("nvidia_driver", "gpu_tuning"),
+        roles=("nvidia_driver", "rig_hw_checks", "gpu_tuning"),
         section=_S_HOST,
         example="never",
         notes="`never` is the default because a reboot kills the training run on a rig "
@@ -403,7 +407,7 @@ VARIABLES: tuple[Field, ...] = (
             ("enforce", "stop before changing anything."),
             ("warn", "report the problem and go on."),
         ),
-        roles=("rig_preflight",),
+        roles=("rig_preflight", "rig_hw_checks"),
         section=_S_HOST,
         example="enforce",
     ),

@@ -14,6 +14,8 @@ Profile format (see the shipped profiles)::
      "cuda_version": "12.2", "cpu_vendor": "AMD" | "Intel", "numa_nodes": 1,
      "numa_cpus": ["0-63"],                  # CPU list per NUMA node (topo -m affinity)
      "p2p": "stock" | "patched",             # stock GeForce driver: P2P NS; patched: OK
+     "iommu": "off" | "passthrough" | "translated",  # optional (off): simulated IOMMU
+                                             # groups under the sysfs tree (kernel/iommu_groups)
      "gpus": [{"name": "NVIDIA GeForce RTX 3090", "bus_id": "00000000:01:00.0",
                "pci_device_id": "0x2204", "subsystem_id": "0x403B1458",
                "vram_mib": 24576, "bar1_mib": 32768,
@@ -22,7 +24,8 @@ Profile format (see the shipped profiles)::
                "power_min_w": 100, "power_default_w": 350, "power_max_w": 350,
                "numa_node": 0, "behind_chipset": false, "architecture": "Ampere",
                "uuid": "GPU-...", "vbios": "94.02.42.40.34",
-               # optional: host_bridge, pcie_switch, device_gen_max, device_width_max
+               # optional: acs_redirect (the root port above has ACS ReqRedir+ CmpltRedir+),
+               # host_bridge, pcie_switch, device_gen_max, device_width_max
                # (what the card itself supports: lspci LnkCap, sysfs max_link_*),
                # serial, clocks_max_sm_mhz, idle_power_w, memory_reserved_mib, ...
               }, ...]}
@@ -148,6 +151,10 @@ def validate_profile(data: Any, label: str = "?") -> None:
     p2p = _check_type(label, data, "p2p", (str,))
     if p2p not in ("stock", "patched"):
         _fail(label, "p2p", f"must be 'stock' or 'patched', not {p2p!r}")
+    if "iommu" in data:
+        iommu = _check_type(label, data, "iommu", (str,))
+        if iommu not in ("off", "passthrough", "translated"):
+            _fail(label, "iommu", f"must be 'off', 'passthrough' or 'translated', not {iommu!r}")
     gpus = _check_type(label, data, "gpus", (list,))
     if not 1 <= len(gpus) <= 16:
         _fail(label, "gpus", f"must list 1 to 16 GPUs, not {len(gpus)}")
@@ -225,6 +232,8 @@ def validate_profile(data: Any, label: str = "?") -> None:
                 floor = gen_max if opt == "device_gen_max" else width_max
                 if value < floor:
                     _fail(label, f"{where}.{opt}", f"({value}) must be >= the link maximum ({floor})")
+        if "acs_redirect" in gpu:
+            _check_type(label, gpu, "acs_redirect", (bool,), where)
         for opt in ("host_bridge", "clocks_max_sm_mhz", "memory_reserved_mib"):
             if opt in gpu:
                 _check_type(label, gpu, opt, (int,), where)

@@ -3,8 +3,10 @@
 :func:`files_for_profile` returns ``(absolute path in the container, content, mode)`` for
 the simulator (``/usr/local/bin/nvidia-smi`` and ``/usr/local/bin/rigctl-simgpu``), the
 profile (``/etc/rigctl-simgpu/profile.json``: also the marker that makes every reader say
-"simulated") and a sysfs-shaped tree of the simulated PCI devices under
-``/var/lib/rigctl-simgpu/sys/bus/pci/devices/<bdf>/``. The lab writes them into the
+"simulated"), the lab's ``nvidia-persistenced.service`` (which runs the simulator: the
+real daemon needs a driver) and a sysfs-shaped tree of the simulated PCI devices under
+``/var/lib/rigctl-simgpu/sys/bus/pci/devices/<bdf>/`` (plus ``kernel/iommu_groups`` for
+profiles with a simulated IOMMU). The lab writes them into the
 container (tar stream through ``docker cp``); nothing here touches a container.
 """
 
@@ -84,7 +86,38 @@ def sysfs_files(profile: str | dict[str, Any]) -> list[tuple[str, bytes, int]]:
         }
         for name, content in entries.items():
             files.append((f"{base}/{name}", content.encode(), 0o444))
+    # Simulated IOMMU: one group per GPU, typed like the kernel's (identity in passthrough,
+    # DMA-FQ when translating). No groups directory at all means the IOMMU is off.
+    group_type = {"passthrough": "identity\n", "translated": "DMA-FQ\n"}.get(data.get("iommu", "off"))
+    if group_type:
+        for gpu in data["gpus"]:
+            files.append(
+                (f"{constants.SIMGPU_SYSFS_ROOT}/kernel/iommu_groups/{gpu['index'] + 10}/type",
+                 group_type.encode(), 0o444)
+            )
     return files
+
+
+# The lab's stand-in for the unit the nvidia-persistenced package installs (same name and
+# place): with no driver the real daemon cannot run, so the unit asks the simulator to do
+# what the daemon does to the driver (persistence mode on for every GPU while it runs).
+# Like the package's unit it is installed but not enabled; the gpu_tuning role enables it.
+PERSISTENCED_UNIT_PATH = "/usr/lib/systemd/system/nvidia-persistenced.service"
+PERSISTENCED_UNIT = f"""# rigctl lab rig: SIMULATED nvidia-persistenced (no GPU, no driver in this container).
+# Stands in for the unit of the nvidia-persistenced package, under the same name.
+[Unit]
+Description=NVIDIA Persistence Daemon (rigctl simulated GPUs)
+Documentation=man:nvidia-persistenced(1)
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={constants.SIMGPU_TOOL} persistenced start
+ExecStop={constants.SIMGPU_TOOL} persistenced stop
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 def files_for_profile(profile: str | dict[str, Any]) -> list[tuple[str, bytes, int]]:
@@ -96,6 +129,7 @@ def files_for_profile(profile: str | dict[str, Any]) -> list[tuple[str, bytes, i
         (NVIDIA_SMI_PATH, script, 0o755),
         (constants.SIMGPU_TOOL, script, 0o755),
         (constants.SIMGPU_PROFILE, profile_json(data), 0o644),
+        (PERSISTENCED_UNIT_PATH, PERSISTENCED_UNIT.encode(), 0o644),
     ]
     files.extend(sysfs_files(data))
     return files

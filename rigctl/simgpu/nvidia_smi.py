@@ -14,6 +14,7 @@ containers) installed twice:
                                            what nvidia-persistenced does to the driver
                                            (persistence on for every GPU while running)
       rigctl-simgpu lspci                  `lspci -vv -D -nn` blocks of the simulated GPUs
+                                           and of the root ports above them (ACS)
       rigctl-simgpu reset                  drop the runtime state (= a reboot)
       rigctl-simgpu <nvidia-smi arguments> same as nvidia-smi
 
@@ -192,6 +193,7 @@ def apply_defaults(profile):
         out["numa_cpus"] = ["%d-%d" % (n * 32, n * 32 + 31) for n in range(numa_nodes)]
     out.setdefault("p2p", "stock")
     out.setdefault("cpu_vendor", "AMD")
+    out.setdefault("iommu", "off")
     gpus = sorted((dict(g) for g in out.get("gpus") or []), key=lambda g: g.get("bus_id", ""))
     for index, gpu in enumerate(gpus):
         arch = ARCH_DEFAULTS.get(gpu.get("architecture"), ARCH_DEFAULTS["Ampere"])
@@ -202,6 +204,7 @@ def apply_defaults(profile):
         gpu.setdefault("host_bridge", index)
         gpu.setdefault("pcie_switch", None)
         gpu.setdefault("behind_chipset", False)
+        gpu.setdefault("acs_redirect", False)
         gpu.setdefault("numa_node", 0)
         gpu.setdefault("clocks_max_sm_mhz", arch["clocks_max_sm_mhz"])
         gpu.setdefault("clocks_max_memory_mhz", arch["clocks_max_memory_mhz"])
@@ -1188,8 +1191,48 @@ def cmd_lspci(profile):
             "\tKernel driver in use: nvidia",
             "\tKernel modules: nvidia",
         ]
-        blocks.append("\n".join(lines) + "\n")
-    return "\n".join(blocks)
+        blocks.append((sysfs_bdf(gpu["bus_id"]), "\n".join(lines) + "\n"))
+        blocks.append(_lspci_root_port(profile, gpu))
+    return "\n".join(text for _, text in sorted(blocks))
+
+
+ROOT_PORT_NAMES = {
+    "AMD": ("Advanced Micro Devices, Inc. [AMD] Starship/Matisse GPP Bridge", "1022", "1483"),
+    "Intel": ("Intel Corporation Device", "8086", "347a"),
+}
+
+
+def root_port_bdf(gpu):
+    """The simulated root port (or chipset downstream port) above a GPU."""
+    domain, bus, _ = sysfs_bdf(gpu["bus_id"]).split(":")
+    return "%s:%02x:%02x.1" % (domain, int(bus, 16) & 0xE0, gpu["index"] % 7 + 1)
+
+
+def _lspci_root_port(profile, gpu):
+    """`lspci -vv` block of the bridge above a GPU: its bus range (the GPU's bus) and its
+    ACS control (redirect on when the profile says `acs_redirect`)."""
+    name, vendor, device = ROOT_PORT_NAMES.get(profile.get("cpu_vendor"), ROOT_PORT_NAMES["AMD"])
+    bdf = root_port_bdf(gpu)
+    bus = int(sysfs_bdf(gpu["bus_id"]).split(":")[1], 16)
+    redirect = "+" if gpu.get("acs_redirect") else "-"
+    speed, width = _speed(gpu["link_gen_max"]), gpu["link_width_max"]
+    lines = [
+        "%s PCI bridge [0604]: %s [%s:%s] (prog-if 00 [Normal decode])" % (bdf, name, vendor, device),
+        "\tControl: I/O+ Mem+ BusMaster+ SpecCycle- MemWINV- VGASnoop- ParErr- Stepping- "
+        "SERR- FastB2B- DisINTx+",
+        "\tLatency: 0, Cache Line Size: 64 bytes",
+        "\tBus: primary=%02x, secondary=%02x, subordinate=%02x, sec-latency=0"
+        % (int(bdf.split(":")[1], 16), bus, bus),
+        "\tCapabilities: [58] Express (v2) Root Port (Slot+), MSI 00",
+        "\t\tLnkCap:\tPort #0, Speed %sGT/s, Width x%d, ASPM L1, Exit Latency L1 <64us" % (speed, width),
+        "\t\tLnkSta:\tSpeed %sGT/s, Width x%d" % (_speed(gpu["link_gen_current"]), gpu["link_width_current"]),
+        "\tCapabilities: [2a0 v1] Access Control Services",
+        "\t\tACSCap:\tSrcValid+ TransBlk+ ReqRedir+ CmpltRedir+ UpstreamFwd+ EgressCtrl- DirectTrans+",
+        "\t\tACSCtl:\tSrcValid+ TransBlk- ReqRedir%s CmpltRedir%s UpstreamFwd%s EgressCtrl- "
+        "DirectTrans-" % (redirect, redirect, redirect),
+        "\tKernel driver in use: pcieport",
+    ]
+    return (bdf, "\n".join(lines) + "\n")
 
 
 # --- rigctl-simgpu commands -----------------------------------------------------------

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("scenario", ["default"])
+@pytest.mark.parametrize("scenario", ["default", "gpu_tuning"])
 def test_molecule_scenario(scenario):
     bindir = Path(sys.executable).parent
     env = dict(

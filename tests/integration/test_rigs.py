@@ -56,7 +56,14 @@ def test_provision_unknown_host_is_an_input_error(lab2):
     )
 
 
-def test_verify_passes_and_skips_real_gpu_checks(lab2, tmp_path):
+def test_verify_fails_an_unprovisioned_rig_then_passes(lab2, tmp_path):
+    # lab-rig-2 has not been provisioned yet: persistence is not set up there.
+    rc, data = lab2.rigctl.json("verify", "-i", lab2.inventory, "--json", "lab-rig-2")
+    assert rc == 1
+    failed = {c["name"] for c in data["hosts"]["lab-rig-2"]["checks"] if c["outcome"] == "failed"}
+    assert "test_persistenced_enabled" in failed
+    rc, _ = lab2.rigctl.json("provision", "host", "lab-rig-2", "-i", lab2.inventory, "--json")
+    assert rc == 0
     junit = tmp_path / "verify.xml"
     rc, data = lab2.rigctl.json("verify", "-i", lab2.inventory, "--json", "--junit", str(junit))
     assert rc == 0, data

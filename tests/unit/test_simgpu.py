@@ -433,8 +433,15 @@ def test_topo_p2p_layout_like_the_real_tool(sim):
 
 def test_lspci_view_parses_like_lspci(sim):
     rig = sim("6x3090")
-    devices = parsers.parse_lspci_vv(rig.ok("lspci", tool="rigctl-simgpu"))
-    assert len(devices) == 6
+    everything = parsers.parse_lspci_vv(rig.ok("lspci", tool="rigctl-simgpu"))
+    devices = [d for d in everything if d["class_id"] == "0300"]
+    bridges = [d for d in everything if d["class_id"] == "0604"]
+    assert len(devices) == 6 and len(bridges) == 6
+    # Every GPU has a root port above it (its bus in the bridge's range), ACS redirect off.
+    for dev in devices:
+        bus = int(dev["bdf"].split(":")[1], 16)
+        (above,) = [b for b in bridges if b["bus"]["secondary"] <= bus <= b["bus"]["subordinate"]]
+        assert above["acs_ctl"]["ReqRedir"] is False and above["acs_ctl"]["CmpltRedir"] is False
     for dev, gpu in zip(devices, rig.profile["gpus"], strict=True):
         assert dev["bdf"] == nvidia_smi.sysfs_bdf(gpu["bus_id"])
         assert dev["class"] == "VGA compatible controller" and dev["class_id"] == "0300"
@@ -449,11 +456,17 @@ def test_lspci_view_parses_like_lspci(sim):
         assert dev["lnksta"]["width"] == gpu["link_width_current"]
         assert dev["lnksta"]["width_downgraded"] is gpu["behind_chipset"]
         assert dev["lnksta"]["speed_downgraded"] is False
-    riser = parsers.parse_lspci_vv(sim("4x3090-x4riser").ok("lspci", tool="rigctl-simgpu"))
+    riser = [
+        d for d in parsers.parse_lspci_vv(sim("4x3090-x4riser").ok("lspci", tool="rigctl-simgpu"))
+        if d["class_id"] == "0300"
+    ]
     assert riser[2]["lnksta"] == {
         "speed_gts": 8.0, "gen": 3, "width": 4, "speed_downgraded": True, "width_downgraded": True,
     }
-    small = parsers.parse_lspci_vv(sim("4x3090-smallbar").ok("lspci", tool="rigctl-simgpu"))
+    small = [
+        d for d in parsers.parse_lspci_vv(sim("4x3090-smallbar").ok("lspci", tool="rigctl-simgpu"))
+        if d["class_id"] == "0300"
+    ]
     assert {[b for b in d["rebar"] if b["bar"] == 1][0]["current_bytes"] for d in small} == {256 * MIB}
 
 

@@ -1,0 +1,53 @@
+#!/usr/bin/python
+"""Ansible module: structured GPU facts per rig, and the power-limit plan (rigctl.core.gpufacts)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: gpu_facts
+short_description: Structured facts about a rig's NVIDIA GPUs
+description:
+  - Per GPU index, bus id, uuid, name, generation, VRAM, BAR1 size, power limit
+    current/default/min/max, persistence mode, PCIe link generation and width (current,
+    link max, card max), whether it is attached through the chipset.
+  - Also the state of C(nvidia-persistenced.service) and C(rigctl-power-limits.service).
+  - With O(power_limit_w) or O(power_limit_overrides), the power-limit plan (what each GPU's
+    limit must be) and its errors; nothing is set.
+  - Read only. On a lab rig the GPUs are the simulated ones (C(gpu_view=simulated)).
+options:
+  power_limit_w: {description: rig_power_limit_w, type: int, required: false}
+  power_limit_overrides: {description: rig_power_limit_overrides, type: dict, default: {}}
+  plan: {description: Return the power-limit plan, type: bool, default: false}
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: "`rig_gpus`: the facts; `rig_gpu_power_plan` when O(plan)."
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.rigctl.core import gpufacts
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "power_limit_w": {"type": "int", "required": False},
+            "power_limit_overrides": {"type": "dict", "default": {}},
+            "plan": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    facts = gpufacts.gather(lspci=False)
+    result = {"rig_gpus": facts}
+    if module.params["plan"]:
+        result["rig_gpu_power_plan"] = gpufacts.plan_power_limits(
+            facts["gpus"], module.params["power_limit_w"], module.params["power_limit_overrides"]
+        )
+    module.exit_json(changed=False, ansible_facts=result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""Structured GPU facts per rig, and the power-limit plan built on them.
+
+Runs ON the managed host (shipped as module_utils inside the ``gpu_facts``,
+``gpu_power_limit`` and ``hw_checks`` modules) and in the verification suites. Standard
+library only, Python 3.9 syntax. The merging and planning functions are pure (text or
+parsed data in, plain dicts out); :func:`gather` runs the tools.
+
+Sources, per GPU:
+
+- sysfs (``/sys/bus/pci/devices``, or the simulated tree on a lab rig): bus id, device id,
+  the card's own maximum link (``max_link_*``: its LnkCap) and the current link;
+- ``nvidia-smi --query-gpu`` CSV (when a driver answers): index, uuid, name, VRAM, power
+  limits (current/default/min/max), persistence mode, link gen/width current and max;
+- ``nvidia-smi -q -d MEMORY`` (driver) or ``lspci -vv`` (no driver): BAR1 size;
+- ``nvidia-smi topo -p2p r``: ``CNS`` cells mark GPUs attached through the chipset.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import constants, gpudb, hostfacts, parsers
+
+QUERY_FIELDS = (
+    "index",
+    "pci.bus_id",
+    "name",
+    "uuid",
+    "memory.total",
+    "power.limit",
+    "power.default_limit",
+    "power.min_limit",
+    "power.max_limit",
+    "persistence_mode",
+    "pcie.link.gen.max",
+    "pcie.link.gen.current",
+    "pcie.link.width.max",
+    "pcie.link.width.current",
+    "driver_version",
+)
+
+PERSISTENCED_UNIT = "nvidia-persistenced.service"
+POWER_UNIT = "rigctl-power-limits.service"
+POWER_CONF = "/etc/rigctl/power-limits.conf"
+
+# A limit within this many watts of the target counts as set (nvidia-smi prints 2 decimals).
+POWER_TOLERANCE_W = 0.5
+
+
+# --- pure merging ---------------------------------------------------------------------
+
+
+def bar1_from_q(text):
+    """{bus id: BAR1 MiB} from ``nvidia-smi -q -d MEMORY``."""
+    out = {}
+    for gpu in parsers.parse_nvidia_smi_q(text)["gpus"]:
+        if gpu.get("bar1_total_mib") is not None:
+            out[gpudb.normalize_bus_id(gpu["bus_id"])] = int(gpu["bar1_total_mib"])
+    return out
+
+
+def bar1_from_lspci(devices):
+    """{bus id: BAR1 MiB} of NVIDIA devices in parsed ``lspci -vv`` (the Resizable BAR
+    capability's current size, else the size of memory region 1)."""
+    out = {}
+    for dev in devices:
+        if dev.get("vendor_id") not in (None, constants.NVIDIA_PCI_VENDOR):
+            continue
+        if dev.get("vendor_id") is None and "NVIDIA" not in (dev.get("description") or ""):
+            continue
+        size = None
+        for bar in dev.get("rebar") or []:
+            if bar["bar"] == 1 and bar.get("current_bytes"):
+                size = bar["current_bytes"]
+        if size is None:
+            for region in dev.get("memory_regions") or []:
+                if region.get("index") == 1 and region.get("size_bytes"):
+                    size = region["size_bytes"]
+        if size is not None:
+            try:
+                out[gpudb.normalize_bus_id(dev["bdf"])] = int(size // 2**20)
+            except ValueError:
+                continue
+    return out
+
+
+def chipset_from_p2p(matrix):
+    """{GPU index: True/False} from ``topo -p2p r``. A pair reads ``CNS`` (chipset not
+    supported) when either GPU hangs off the chipset, so a GPU is behind the chipset when
+    every peer cell in its row is ``CNS`` (with two GPUs both are flagged: the matrix
+    cannot tell which one it is). Empty with fewer than two GPUs."""
+    out = {}
+    for dev, row in (matrix.get("status") or {}).items():
+        cells = [cell for peer, cell in row.items() if peer != dev]
+        if cells:
+            out[int(dev[3:])] = all(cell == "CNS" for cell in cells)
+    return out
+
+
+def _num(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def merge(pci, smi_rows, bar1_q=None, bar1_lspci=None, chipset=None):
+    """One dict per GPU from sysfs (``hostfacts.pci_gpus``), ``--query-gpu`` rows (with
+    :data:`QUERY_FIELDS`), BAR1 sizes and chipset flags. Sorted by bus id; ``index`` is
+    nvidia-smi's when a driver answers, else the bus order (the same order)."""
+    bar1_q = bar1_q or {}
+    bar1_lspci = bar1_lspci or {}
+    chipset = chipset or {}
+    by_bus = {}
+    for row in smi_rows or []:
+        try:
+            by_bus[gpudb.normalize_bus_id(str(row.get("pci.bus_id", "")))] = row
+        except ValueError:
+            continue
+    buses = sorted({g["bus_id"] for g in pci} | set(by_bus))
+    pci_by_bus = {g["bus_id"]: g for g in pci}
+    gpus = []
+    for position, bus in enumerate(buses):
+        dev = pci_by_bus.get(bus) or {}
+        row = by_bus.get(bus) or {}
+        link = dev.get("link") or {}
+        name = row.get("name") or dev.get("name")
+        if not name:
+            name = ("NVIDIA " + dev["model"]) if dev.get("model") else "NVIDIA device %s" % (
+                dev.get("device_id") or "?"
+            )
+        generation = dev.get("generation") or gpudb.generation_for_name(name)
+        vram = _num(row.get("memory.total"))
+        if vram is None and dev.get("device_id"):
+            model = gpudb.model_for_device(dev["device_id"])
+            vram = model[2] * 1024 if model else None
+        index = _num(row.get("index"))
+        index = int(index) if index is not None else position
+        if bus in bar1_q:
+            bar1, bar1_source = bar1_q[bus], "nvidia-smi -q -d MEMORY"
+        elif bus in bar1_lspci:
+            bar1, bar1_source = bar1_lspci[bus], "lspci -vv"
+        else:
+            bar1, bar1_source = None, None
+        persistence = row.get("persistence_mode")
+        gpus.append(
+            {
+                "index": index,
+                "bus_id": bus,
+                "uuid": row.get("uuid"),
+                "name": name,
+                "generation": generation,
+                "vram_mib": int(vram) if vram is not None else None,
+                "vram_source": "nvidia-smi" if row.get("memory.total") is not None else "model",
+                "bar1_mib": bar1,
+                "bar1_source": bar1_source,
+                "power": {
+                    "current_w": _num(row.get("power.limit")),
+                    "default_w": _num(row.get("power.default_limit")),
+                    "min_w": _num(row.get("power.min_limit")),
+                    "max_w": _num(row.get("power.max_limit")),
+                },
+                "persistence": (persistence == "Enabled") if persistence else None,
+                "link": {
+                    # nvidia-smi: the link (what host and card can both do); sysfs: the card
+                    "gen_current": _num(row.get("pcie.link.gen.current")) or link.get("gen_current"),
+                    "gen_max": _num(row.get("pcie.link.gen.max")) or link.get("gen_max"),
+                    "width_current": _num(row.get("pcie.link.width.current"))
+                    or link.get("width_current"),
+                    "width_max": _num(row.get("pcie.link.width.max")) or link.get("width_max"),
+                    "device_gen_max": link.get("gen_max"),
+                    "device_width_max": link.get("width_max"),
+                },
+                "behind_chipset": chipset.get(index),
+                "numa_node": dev.get("numa_node"),
+                "simulated": bool(dev.get("simulated")),
+            }
+        )
+    return gpus
+
+
+# --- power-limit plan -----------------------------------------------------------------
+
+
+def match_selector(gpus, key):
+    """The GPU a ``rig_power_limit_overrides`` key names (index, PCI bus id in any
+    spelling, or UUID), or None."""
+    if isinstance(key, bool):
+        return None
+    text = str(key).strip()
+    if text.isdigit():
+        for gpu in gpus:
+            if gpu["index"] == int(text):
+                return gpu
+        return None
+    if text.upper().startswith("GPU-"):
+        for gpu in gpus:
+            if (gpu.get("uuid") or "").lower() == text.lower():
+                return gpu
+        return None
+    try:
+        bus = gpudb.normalize_bus_id(text)
+    except ValueError:
+        return None
+    for gpu in gpus:
+        if gpu["bus_id"] == bus:
+            return gpu
+    return None
+
+
+def _label(gpu):
+    return "GPU %d (%s, %s)" % (gpu["index"], gpu["bus_id"], gpu["name"])
+
+
+def plan_power_limits(gpus, power_limit_w=None, overrides=None):
+    """What each GPU's power limit must be. Returns ``{"gpus": [...], "errors": [...],
+    "configured": {bus id: watts}}``; per GPU ``target_w``, ``source`` (the inventory key
+    that asks for it, or ``default``), ``current_w``, ``change``. ``configured`` holds only
+    the GPUs with a configured limit (what the boot unit re-applies). Every error names the
+    GPU, its range and the inventory key; nothing may be set when there is one."""
+    overrides = overrides or {}
+    errors = []
+    chosen = {}
+    for key, watts in overrides.items():
+        gpu = match_selector(gpus, key)
+        if gpu is None:
+            errors.append(
+                "rig_power_limit_overrides[%r] names no GPU on this rig (GPUs: %s); use an "
+                "index, a PCI bus id or a UUID that `nvidia-smi -L` shows"
+                % (key, ", ".join("%d=%s" % (g["index"], g["bus_id"]) for g in gpus) or "none")
+            )
+            continue
+        if gpu["bus_id"] in chosen:
+            errors.append(
+                "rig_power_limit_overrides[%r] and [%r] both name %s; keep one"
+                % (chosen[gpu["bus_id"]][0], key, _label(gpu))
+            )
+            continue
+        chosen[gpu["bus_id"]] = (key, watts)
+    planned = []
+    configured = {}
+    for gpu in gpus:
+        power = gpu["power"]
+        if gpu["bus_id"] in chosen:
+            key, target = chosen[gpu["bus_id"]]
+            source = "rig_power_limit_overrides[%r]" % (key,)
+        elif power_limit_w is not None:
+            target, source = power_limit_w, "rig_power_limit_w"
+        else:
+            target, source = power.get("default_w"), "default"
+        entry = {
+            "index": gpu["index"],
+            "bus_id": gpu["bus_id"],
+            "uuid": gpu.get("uuid"),
+            "name": gpu["name"],
+            "target_w": target,
+            "source": source,
+            "current_w": power.get("current_w"),
+            "default_w": power.get("default_w"),
+            "min_w": power.get("min_w"),
+            "max_w": power.get("max_w"),
+            "change": False,
+        }
+        planned.append(entry)
+        if None in (power.get("current_w"), power.get("min_w"), power.get("max_w")):
+            if source != "default":
+                errors.append(
+                    "%s: no power limits readable (no NVIDIA driver answers nvidia-smi), so "
+                    "%s = %s W cannot be checked or set; install the driver first"
+                    % (_label(gpu), source, target)
+                )
+            continue
+        if target is None:
+            continue
+        if not power["min_w"] - 1e-6 <= float(target) <= power["max_w"] + 1e-6:
+            errors.append(
+                "%s: power limit %s W from %s is outside this card's range %s-%s W; set "
+                "%s to a value in that range"
+                % (_label(gpu), _fmt(target), source, _fmt(power["min_w"]), _fmt(power["max_w"]),
+                   source)
+            )
+            continue
+        entry["change"] = abs(float(target) - float(power["current_w"])) >= POWER_TOLERANCE_W
+        if source != "default":
+            configured[gpu["bus_id"]] = target
+    return {"gpus": planned, "errors": errors, "configured": configured}
+
+
+def _fmt(watts):
+    value = float(watts)
+    return "%d" % value if value == int(value) else "%.2f" % value
+
+
+def power_conf(plan):
+    """The text of ``/etc/rigctl/power-limits.conf`` for a plan (bus id, watts, comment)."""
+    lines = [
+        "# Written by rigctl (role gpu_tuning). GPU power limits re-applied at every boot by",
+        "# %s: <PCI bus id> <watts>. Edit the inventory, not this file." % POWER_UNIT,
+    ]
+    by_bus = {g["bus_id"]: g for g in plan["gpus"]}
+    for bus in sorted(plan["configured"]):
+        gpu = by_bus[bus]
+        lines.append(
+            "%s %s  # GPU %d %s %s (%s)"
+            % (bus, _fmt(plan["configured"][bus]), gpu["index"], gpu["name"], gpu.get("uuid") or "",
+               gpu["source"])
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --- gathering (runs tools) -----------------------------------------------------------
+
+
+def unit_state(unit):
+    """``systemctl show`` of a unit: load/active/enabled state and whether it is there."""
+    rc, out, _ = hostfacts.run(
+        ["systemctl", "show", unit, "-p", "LoadState,ActiveState,UnitFileState,Result,FragmentPath"]
+    )
+    props = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            props[key] = value
+    return {
+        "present": rc == 0 and props.get("LoadState") == "loaded",
+        "enabled": props.get("UnitFileState") in ("enabled", "enabled-runtime"),
+        "active": props.get("ActiveState") == "active",
+        "result": props.get("Result"),
+        "path": props.get("FragmentPath") or None,
+    }
+
+
+def _smi(sim):
+    return constants.SIMGPU_TOOL if sim else "nvidia-smi"
+
+
+def read_lspci(sim):
+    """Parsed ``lspci -vv -D -nn`` (all devices: GPUs and the bridges above them), or
+    (None, reason). On a lab rig the simulated GPU layer's view."""
+    argv = [constants.SIMGPU_TOOL, "lspci"] if sim else ["lspci", "-vv", "-D", "-nn"]
+    rc, out, err = hostfacts.run(argv)
+    if rc != 0:
+        return None, (err or out).strip().splitlines()[0] if (err or out).strip() else "rc=%d" % rc
+    try:
+        return parsers.parse_lspci_vv(out), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def gather(root="/", lspci=True):
+    """Structured GPU facts of this host (see the module docstring)."""
+    sim = hostfacts.simulation(root)
+    gpu_sys = (
+        os.path.join(root, constants.SIMGPU_SYSFS_ROOT.lstrip("/")) if sim else os.path.join(root, "sys")
+    )
+    pci = hostfacts.pci_gpus(gpu_sys, simulated=bool(sim))
+    smi = _smi(sim)
+    errors = []
+    rows = []
+    driver = False
+    bar1_q = {}
+    chipset = {}
+    if pci:
+        rc, out, err = hostfacts.run(
+            [smi, "--query-gpu=" + ",".join(QUERY_FIELDS), "--format=csv,noheader,nounits"]
+        )
+        if rc == 0:
+            try:
+                rows = parsers.parse_query_gpu_csv(out, fields=list(QUERY_FIELDS))
+                driver = True
+            except ValueError as exc:
+                errors.append("nvidia-smi --query-gpu: %s" % exc)
+        else:
+            errors.append("nvidia-smi: %s" % ((err or out).strip().splitlines() or ["rc=%d" % rc])[0])
+    if driver:
+        rc, out, _ = hostfacts.run([smi, "-q", "-d", "MEMORY"])
+        if rc == 0:
+            try:
+                bar1_q = bar1_from_q(out)
+            except ValueError as exc:
+                errors.append("nvidia-smi -q -d MEMORY: %s" % exc)
+        if len(rows) > 1:
+            rc, out, _ = hostfacts.run([smi, "topo", "-p2p", "r"])
+            if rc == 0:
+                try:
+                    chipset = chipset_from_p2p(parsers.parse_topo_p2p(out))
+                except ValueError as exc:
+                    errors.append("nvidia-smi topo -p2p r: %s" % exc)
+    devices, lspci_error = (None, "not read")
+    if lspci and pci:
+        devices, lspci_error = read_lspci(sim)
+        if lspci_error:
+            errors.append("lspci: %s" % lspci_error)
+    gpus = merge(pci, rows, bar1_q, bar1_from_lspci(devices or []), chipset)
+    bridges = [
+        {"bdf": d["bdf"], "bus": d["bus"], "acs_ctl": d["acs_ctl"], "description": d["description"]}
+        for d in devices or []
+        if d.get("bus")
+    ]
+    return {
+        "gpu_view": "simulated" if sim else ("real" if pci else "none"),
+        "simulation": sim,
+        "driver_answers": driver,
+        "driver_version": rows[0].get("driver_version") if rows else None,
+        "gpus": gpus,
+        "bridges": bridges if devices is not None else None,
+        "persistenced": unit_state(PERSISTENCED_UNIT),
+        "power_unit": unit_state(POWER_UNIT),
+        "errors": errors,
+    }

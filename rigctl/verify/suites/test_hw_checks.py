@@ -1,0 +1,63 @@
+"""The hardware checks P2P depends on, one test per check (the same functions the
+rig_hw_checks role runs). They claim things about real hardware (BAR1, IOMMU, ACS, links,
+chipset lanes), so on lab rigs they are skipped, never passed. A failed check fails the
+test when the rig's policy is enforce; under warn it is reported as a skip with the problem.
+"""
+
+import json
+
+import pytest
+
+from rigctl.core import hwchecks
+from rigctl.verify.checks import expect, skip_unless_real_gpu
+
+_REPORTS: dict = {}
+
+
+@pytest.fixture
+def hw_report(host, rig_vars, rig_facts):
+    skip_unless_real_gpu(rig_facts, "checking BAR1, IOMMU, ACS, PCIe links and chipset lanes")
+    name = host.backend.get_hostname()
+    if name not in _REPORTS:
+        args = {"flavor": rig_vars["rig_driver_flavor"], "iommu_policy": rig_vars["rig_iommu_policy"]}
+        if rig_vars.get("rig_hw_check_policy"):
+            args["policy"] = rig_vars["rig_hw_check_policy"]
+        result = host.ansible("hw_checks", json.dumps(args), become=True, check=False)
+        if result.get("failed") or "ansible_facts" not in result:
+            pytest.fail(f"hw_checks failed on {name}: {result.get('msg') or result}")
+        _REPORTS[name] = result["ansible_facts"]["rig_hw_checks"]
+    return _REPORTS[name]
+
+
+def _check(report, name):
+    result = next(r for r in report["results"] if r["name"] == name)
+    if result["status"] == hwchecks.UNKNOWN:
+        pytest.skip(result["summary"])
+    if result["status"] == hwchecks.FAIL and report["policy"] == hwchecks.WARN:
+        pytest.skip(f"policy warn: {result['summary']}")
+    expect(result["status"] == hwchecks.PASS, result["title"], expected="pass",
+           found=" | ".join(result["problems"]), fix=result["fix"] or "-")
+
+
+def test_rebar_bar1_covers_vram(hw_report):
+    _check(hw_report, "rebar")
+
+
+def test_iommu_mode_allows_p2p(hw_report):
+    _check(hw_report, "iommu")
+
+
+def test_acs_redirect_off_above_gpus(hw_report):
+    _check(hw_report, "acs")
+
+
+def test_pcie_links_at_max(hw_report):
+    _check(hw_report, "pcie_links")
+
+
+def test_gpus_on_cpu_lanes(hw_report):
+    _check(hw_report, "chipset")
+
+
+def test_one_gpu_generation_for_p2p(hw_report):
+    _check(hw_report, "generations")

@@ -1,0 +1,116 @@
+"""GPU tuning and hardware checks on lab rigs over SSH: power limits set, survive a reboot
+through the boot unit, refused out of range, untouched in check mode; each hardware-check
+failure profile warns and goes on under `warn`, stops before any driver or tuning change
+under `enforce`."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import yaml
+
+from .conftest import Rigctl, docker_ready
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+PROFILES = ["4x3090", "4x3090-smallbar", "4x3090-iommu", "4x3090-x4riser"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if docker_ready():
+        pytest.skip(docker_ready())
+    home = tmp_path_factory.mktemp("rigctl-home")
+    rigctl = Rigctl(home)
+    name = f"it-tune-{uuid.uuid4().hex[:6]}"
+    rigctl("lab", "up", "--name", name, "--profiles", ",".join(PROFILES), check=True)
+    base = yaml.safe_load((home / "labs" / name / "inventory.yml").read_text())
+
+    def inventory(rig: str, **rig_vars) -> str:
+        data = yaml.safe_load(yaml.safe_dump(base))
+        data["all"]["children"]["rigs"]["children"]["lab"]["hosts"][rig].update(rig_vars)
+        path = home / f"inv-{uuid.uuid4().hex[:6]}.yml"
+        path.write_text(yaml.safe_dump(data))
+        return str(path)
+
+    def ssh(rig: str, command: str) -> str:
+        proc = rigctl("lab", "ssh", "--name", name, rig, command)
+        return proc.stdout
+
+    def limits(rig: str) -> list[float]:
+        out = ssh(rig, "nvidia-smi --query-gpu=power.limit --format=csv,noheader,nounits")
+        return [float(x) for x in out.split()]
+
+    yield type("Lab", (), {"name": name, "rigctl": rigctl, "inventory": staticmethod(inventory),
+                           "ssh": staticmethod(ssh), "limits": staticmethod(limits)})
+    rigctl("lab", "down", "--name", name, check=True)
+
+
+LIMITS = {"rig_power_limit_w": 275, "rig_power_limit_overrides": {"0000:41:00.0": 250}}
+
+
+def test_out_of_range_limit_refused_and_nothing_changed(lab):
+    inv = lab.inventory("lab-rig-1", rig_power_limit_w=400)
+    proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", inv)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    err = proc.stderr
+    assert "nothing changed" in err and "GPU 0 (0000:01:00.0" in err
+    assert "400 W from rig_power_limit_w is outside this card's range 100-350 W" in err
+    assert lab.limits("lab-rig-1") == [350.0] * 4
+    assert "inactive" in lab.ssh("lab-rig-1", "systemctl is-active nvidia-persistenced || true")
+
+
+def test_check_mode_changes_nothing(lab):
+    inv = lab.inventory("lab-rig-1", **LIMITS)
+    proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", inv, "--check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert lab.limits("lab-rig-1") == [350.0] * 4
+    assert "No such file" in lab.ssh("lab-rig-1", "cat /etc/rigctl/power-limits.conf 2>&1")
+
+
+def test_limits_applied_then_back_after_reboot_without_rigctl(lab):
+    inv = lab.inventory("lab-rig-1", **LIMITS)
+    rc, summary = lab.rigctl.json("provision", "host", "lab-rig-1", "-i", inv, "--json")
+    assert rc == 0, summary
+    assert lab.limits("lab-rig-1") == [275.0, 275.0, 250.0, 275.0]
+    rc, again = lab.rigctl.json("provision", "host", "lab-rig-1", "-i", inv, "--json")
+    assert rc == 0 and again["hosts"]["lab-rig-1"]["changed"] == 0, again["changes"]
+    lab.rigctl("lab", "restart", "--name", lab.name, "lab-rig-1", check=True)
+    assert lab.limits("lab-rig-1") == [275.0, 275.0, 250.0, 275.0]
+    state = lab.ssh("lab-rig-1", "systemctl is-active rigctl-power-limits nvidia-persistenced; "
+                    "nvidia-smi --query-gpu=persistence_mode --format=csv,noheader")
+    assert state.split() == ["active", "active"] + ["Enabled"] * 4
+    proc = lab.rigctl("verify", "-i", inv, "-l", "lab-rig-1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_removing_the_setting_restores_defaults_and_removes_the_unit(lab):
+    inv = lab.inventory("lab-rig-1")
+    proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", inv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert lab.limits("lab-rig-1") == [350.0] * 4
+    out = lab.ssh("lab-rig-1", "ls /etc/systemd/system/rigctl-power-limits.service 2>&1")
+    assert "No such file" in out
+
+
+@pytest.mark.parametrize("rig,profile,needle", [
+    ("lab-rig-2", "4x3090-smallbar", "BAR1 is 256 MiB, smaller than its 24576 MiB VRAM"),
+    ("lab-rig-3", "4x3090-iommu", "IOMMU is translating DMA"),
+    ("lab-rig-4", "4x3090-x4riser", "GPU 2 (0000:41:00.0) NVIDIA GeForce RTX 3090: link x4"),
+])
+def test_failure_profile_enforce_stops_warn_goes_on(lab, rig, profile, needle):
+    inv = lab.inventory(rig, rig_hw_check_policy="enforce", **LIMITS)
+    proc = lab.rigctl("provision", "host", rig, "-i", inv)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Stop when a hardware check fails (policy enforce)" in proc.stderr
+    assert needle in proc.stderr
+    # Stopped before any driver or tuning change.
+    assert lab.limits(rig) == [350.0] * 4
+    assert "disabled" in lab.ssh(rig, "systemctl is-enabled nvidia-persistenced || true")
+    inv = lab.inventory(rig, rig_hw_check_policy="warn", **LIMITS)
+    proc = lab.rigctl("provision", "host", rig, "-i", inv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert needle in output and "(policy warn)" in output
+    assert lab.limits(rig) == [275.0, 275.0, 250.0, 275.0]

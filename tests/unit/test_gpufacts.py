@@ -1,0 +1,154 @@
+"""GPU facts and the power-limit plan: on real captures (RTX 3090, RTX 4090) and on the
+simulated GPU layer's output for the shipped profiles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rigctl.core import constants, gpufacts, hostfacts, parsers
+from rigctl.simgpu import install, load_profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from captures import read_capture  # noqa: E402
+
+SCRIPT = Path(install.SIMULATOR_SOURCE)
+
+
+def sim_facts(tmp_path: Path, profile_name: str, state: dict | None = None) -> dict:
+    """What gpufacts.gather returns on a lab rig with this profile, built from the
+    simulator's real output (run as a subprocess) and its sysfs tree in tmp_path."""
+    profile = load_profile(profile_name)
+    root = tmp_path / profile_name
+    for path, content, _mode in install.sysfs_files(profile):
+        dest = root / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(content)
+    (root / "profile.json").write_bytes(install.profile_json(profile))
+    env = dict(os.environ, RIGCTL_SIMGPU_PROFILE=str(root / "profile.json"),
+               RIGCTL_SIMGPU_STATE_DIR=str(root / "state"), RIGCTL_SIMGPU_ASSUME_ROOT="1")
+
+    def smi(*args, tool="nvidia-smi"):
+        argv = [sys.executable, str(SCRIPT), *args]
+        if tool == "rigctl-simgpu":
+            link = root / "rigctl-simgpu"
+            if not link.exists():
+                link.symlink_to(SCRIPT)
+            argv = [sys.executable, str(link), *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+
+    pci = hostfacts.pci_gpus(str(root / constants.SIMGPU_SYSFS_ROOT.lstrip("/")), simulated=True)
+    rows = parsers.parse_query_gpu_csv(
+        smi("--query-gpu=" + ",".join(gpufacts.QUERY_FIELDS), "--format=csv,noheader,nounits"),
+        fields=list(gpufacts.QUERY_FIELDS),
+    )
+    bar1 = gpufacts.bar1_from_q(smi("-q", "-d", "MEMORY"))
+    chipset = gpufacts.chipset_from_p2p(parsers.parse_topo_p2p(smi("topo", "-p2p", "r")))
+    devices = parsers.parse_lspci_vv(smi("lspci", tool="rigctl-simgpu"))
+    gpus = gpufacts.merge(pci, rows, bar1, gpufacts.bar1_from_lspci(devices), chipset)
+    bridges = [{"bdf": d["bdf"], "bus": d["bus"], "acs_ctl": d["acs_ctl"],
+                "description": d["description"]} for d in devices if d["bus"]]
+    iommu = hostfacts.iommu(str(root / constants.SIMGPU_SYSFS_ROOT.lstrip("/")), {})
+    return {"gpu_view": "simulated", "gpus": gpus, "bridges": bridges, "iommu": iommu,
+            "profile": profile}
+
+
+def test_bar1_from_real_captures_two_generations():
+    ampere = gpufacts.bar1_from_q(read_capture("nvidia-smi-q__rtx3090x2__1.txt"))
+    ada = gpufacts.bar1_from_q(read_capture("nvidia-smi-q__rtx4090x8__1.txt"))
+    assert ampere and ada and len(ada) == 8
+    assert all(isinstance(v, int) and v >= 256 for v in (*ampere.values(), *ada.values()))
+    assert all(bus.count(":") == 2 and len(bus) == 12 for bus in (*ampere, *ada))
+
+
+def test_bar1_from_real_lspci_capture_small_bar():
+    devices = parsers.parse_lspci_vv(read_capture("lspci-vv__rtxa6000x4__1.txt"))
+    sizes = gpufacts.bar1_from_lspci(devices)
+    assert sizes and set(sizes.values()) == {256}
+
+
+def test_merge_on_sim_has_every_fact(tmp_path):
+    facts = sim_facts(tmp_path, "6x3090")
+    gpus = facts["gpus"]
+    assert [g["index"] for g in gpus] == list(range(6))
+    gpu = gpus[1]
+    assert gpu["bus_id"] == "0000:05:00.0" and gpu["uuid"].startswith("GPU-")
+    assert gpu["name"] == "NVIDIA GeForce RTX 3090" and gpu["generation"] == "Ampere"
+    assert gpu["vram_mib"] == 24576 and gpu["bar1_mib"] == 32768
+    assert gpu["bar1_source"] == "nvidia-smi -q -d MEMORY"
+    assert gpu["power"] == {"current_w": 350, "default_w": 350, "min_w": 100, "max_w": 350}
+    assert gpu["persistence"] is False
+    assert gpu["link"]["width_current"] == 4 and gpu["link"]["device_width_max"] == 16
+    assert gpu["behind_chipset"] is True
+    assert [g["behind_chipset"] for g in gpus].count(True) == 1
+
+
+def test_merge_without_driver_uses_sysfs_and_lspci(tmp_path):
+    facts = sim_facts(tmp_path, "4x3090-smallbar")
+    pci = [dict(g, link={"gen_current": 4, "gen_max": 4, "width_current": 16, "width_max": 16},
+                model="GeForce RTX 3090", device_id="2204") for g in facts["gpus"]]
+    lspci = {g["bus_id"]: 256 for g in facts["gpus"]}
+    gpus = gpufacts.merge(pci, [], {}, lspci, {})
+    assert all(g["bar1_mib"] == 256 and g["bar1_source"] == "lspci -vv" for g in gpus)
+    assert all(g["vram_mib"] == 24576 and g["power"]["current_w"] is None for g in gpus)
+    assert all(g["behind_chipset"] is None for g in gpus)
+
+
+def _gpus():
+    return [
+        {"index": i, "bus_id": bus, "uuid": f"GPU-0000000{i}-0000-0000-0000-000000000000",
+         "name": "NVIDIA GeForce RTX 3090",
+         "power": {"current_w": 350.0, "default_w": 350.0, "min_w": 100.0, "max_w": 350.0}}
+        for i, bus in enumerate(["0000:01:00.0", "0000:21:00.0", "0000:41:00.0"])
+    ]
+
+
+def test_power_plan_default_overrides_and_selectors():
+    plan = gpufacts.plan_power_limits(
+        _gpus(), 275, {"41:00.0": 250, "GPU-00000001-0000-0000-0000-000000000000": 300}
+    )
+    assert plan["errors"] == []
+    assert [(g["target_w"], g["change"]) for g in plan["gpus"]] == [(275, True), (300, True), (250, True)]
+    assert plan["configured"] == {"0000:01:00.0": 275, "0000:21:00.0": 300, "0000:41:00.0": 250}
+    assert plan["gpus"][2]["source"] == "rig_power_limit_overrides['41:00.0']"
+    assert "0000:41:00.0 250  # GPU 2" in gpufacts.power_conf(plan)
+
+
+def test_power_plan_no_setting_restores_default_and_nothing_configured():
+    gpus = _gpus()
+    gpus[0]["power"]["current_w"] = 275.0
+    plan = gpufacts.plan_power_limits(gpus, None, {})
+    assert plan["errors"] == [] and plan["configured"] == {}
+    assert [g["change"] for g in plan["gpus"]] == [True, False, False]
+    assert plan["gpus"][0]["target_w"] == 350.0 and plan["gpus"][0]["source"] == "default"
+
+
+def test_power_plan_refuses_out_of_range_naming_gpu_range_and_key():
+    plan = gpufacts.plan_power_limits(_gpus(), None, {2: 400, 7: 250})
+    assert len(plan["errors"]) == 2
+    out_of_range = [e for e in plan["errors"] if "outside" in e][0]
+    assert "GPU 2 (0000:41:00.0" in out_of_range and "100-350 W" in out_of_range
+    assert "rig_power_limit_overrides[2]" in out_of_range
+    assert any("[7] names no GPU" in e for e in plan["errors"])
+
+
+def test_power_plan_same_gpu_twice_and_no_driver():
+    plan = gpufacts.plan_power_limits(_gpus(), None, {0: 250, "0000:01:00.0": 260})
+    assert any("both name GPU 0" in e for e in plan["errors"])
+    gpus = _gpus()
+    for g in gpus:
+        g["power"] = {"current_w": None, "default_w": None, "min_w": None, "max_w": None}
+    assert gpufacts.plan_power_limits(gpus, None, {})["errors"] == []
+    assert "no NVIDIA driver" in gpufacts.plan_power_limits(gpus, 250, {})["errors"][0]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("GPU0 GPU1 GPU2\nGPU0 X CNS CNS\nGPU1 CNS X OK\nGPU2 CNS OK X\n", {0: True, 1: False, 2: False}),
+    ("GPU0 GPU1\nGPU0 X OK\nGPU1 OK X\n", {0: False, 1: False}),
+])
+def test_chipset_from_p2p(text, expected):
+    assert gpufacts.chipset_from_p2p(parsers.parse_topo_p2p(text)) == expected
