@@ -1,5 +1,6 @@
 #!/usr/bin/python
-"""Ansible module: structured GPU facts per rig, and the power-limit plan (rigctl.core.gpufacts)."""
+"""Ansible module: structured GPU facts per rig, and the power-limit, clock-lock and
+compute-mode plans (rigctl.core.gpufacts)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,21 @@ description:
     current/default/min/max, persistence mode, PCIe link generation and width (current,
     link max, card max), whether it is attached through the chipset.
   - Also the state of C(nvidia-persistenced.service) and C(rigctl-power-limits.service).
-  - With O(power_limit_w) or O(power_limit_overrides), the power-limit plan (what each GPU's
-    limit must be) and its errors; nothing is set.
+  - With O(plan), the power-limit plan (what each GPU's limit must be) and the settings
+    plan (clock locks, compute mode) with their errors; nothing is set.
   - Read only. On a lab rig the GPUs are the simulated ones (C(gpu_view=simulated)).
 options:
   power_limit_w: {description: rig_power_limit_w, type: int, required: false}
   power_limit_overrides: {description: rig_power_limit_overrides, type: dict, default: {}}
-  plan: {description: Return the power-limit plan, type: bool, default: false}
+  clock_lock_mhz: {description: "rig_gpu_clock_lock_mhz ({min, max})", type: dict, required: false}
+  clock_lock_overrides: {description: rig_gpu_clock_lock_overrides, type: dict, default: {}}
+  compute_mode: {description: rig_compute_mode, type: str, required: false}
+  plan: {description: Return the power-limit and settings plans, type: bool, default: false}
 """
 
 RETURN = r"""
 ansible_facts:
-  description: "`rig_gpus`: the facts; `rig_gpu_power_plan` when O(plan)."
+  description: "`rig_gpus`: the facts; `rig_gpu_power_plan` and `rig_gpu_settings_plan` when O(plan)."
   returned: always
   type: dict
 """
@@ -36,6 +40,9 @@ def main():
         argument_spec={
             "power_limit_w": {"type": "int", "required": False},
             "power_limit_overrides": {"type": "dict", "default": {}},
+            "clock_lock_mhz": {"type": "dict", "required": False},
+            "clock_lock_overrides": {"type": "dict", "default": {}},
+            "compute_mode": {"type": "str", "required": False},
             "plan": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -45,6 +52,10 @@ def main():
     if module.params["plan"]:
         result["rig_gpu_power_plan"] = gpufacts.plan_power_limits(
             facts["gpus"], module.params["power_limit_w"], module.params["power_limit_overrides"]
+        )
+        result["rig_gpu_settings_plan"] = gpufacts.plan_gpu_settings(
+            facts["gpus"], module.params["clock_lock_mhz"], module.params["clock_lock_overrides"],
+            module.params["compute_mode"],
         )
     module.exit_json(changed=False, ansible_facts=result)
 

@@ -1,17 +1,26 @@
 #!/usr/bin/python
-"""Ansible module: set GPU power limits idempotently (rigctl.core.gpufacts plan)."""
+"""Ansible module: set GPU power limits, clock locks and compute mode idempotently
+(rigctl.core.gpufacts plans), in one round trip."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: gpu_power_limit
-short_description: Set NVIDIA GPU power limits, only where they differ
+short_description: Set NVIDIA GPU power limits, clock locks and compute mode, only where they differ
 description:
-  - Reads every GPU's current, default, min and max limit; validates every target against
-    the card's own range before anything is set (an out-of-range value fails naming the
-    GPU, its range and the inventory key, and nothing changes); then runs
-    C(nvidia-smi -i BUS -pl W) only for GPUs whose limit differs.
-  - GPUs without a configured limit are put back to their default limit.
+  - Reads every GPU's current, default, min and max power limit, maximum SM clock and
+    compute mode; validates every target against the card's own range before anything is
+    set (an out-of-range value fails naming the GPU, its range and the inventory key, and
+    nothing changes); then runs C(nvidia-smi -i BUS -pl W), C(-lgc MIN,MAX) / C(-rgc) and
+    C(-c 0|2|3) only for GPUs whose setting differs.
+  - GPUs without a configured limit are put back to their default limit; without a
+    configured clock lock they are unlocked (C(-rgc)) when rigctl locked them; without
+    O(compute_mode) they are put back to the C(Default) compute mode.
+  - Locked clocks cannot be read back through nvidia-smi's query fields on every driver.
+    The module therefore records what it locked since boot in C(/run/rigctl/gpu-clocks.json)
+    (tmpfs, gone at reboot like the locks; the boot script writes it too) and compares the
+    plan against that record. A lock set by hand with C(nvidia-smi -lgc) is not seen; a
+    GPU with a configured lock but no record is locked again.
   - Supports check mode (reports what would change). Returns per GPU what changed.
   - Does not survive a reboot by itself; the gpu_tuning role's boot unit re-applies.
 options:
@@ -20,14 +29,31 @@ options:
     description: "rig_power_limit_overrides: selector (index, bus id, UUID) -> watts"
     type: dict
     default: {}
+  clock_lock_mhz: {description: "rig_gpu_clock_lock_mhz ({min, max}, every GPU)", type: dict, required: false}
+  clock_lock_overrides:
+    description: "rig_gpu_clock_lock_overrides: selector -> {min, max}"
+    type: dict
+    default: {}
+  compute_mode:
+    description: rig_compute_mode (null is default)
+    type: str
+    required: false
+    choices: [default, exclusive_process, prohibited]
 """
 
 RETURN = r"""
 gpus:
-  description: per GPU the plan entry (target_w, source, current_w, change)
+  description: per GPU the power plan entry (target_w, source, current_w, change)
   returned: always
   type: list
-changes: {description: "per changed GPU: index, bus_id, from_w, to_w, source", returned: always, type: list}
+settings:
+  description: per GPU the settings plan entry (clocks_target, clocks_change, compute_target, compute_change)
+  returned: always
+  type: list
+changes:
+  description: "per change: index, bus_id, what (power, clocks, compute), from, to, source"
+  returned: always
+  type: list
 configured: {description: "bus id -> watts of the GPUs with a configured limit", returned: always, type: dict}
 """
 
@@ -40,39 +66,73 @@ def main():
         argument_spec={
             "power_limit_w": {"type": "int", "required": False},
             "power_limit_overrides": {"type": "dict", "default": {}},
+            "clock_lock_mhz": {"type": "dict", "required": False},
+            "clock_lock_overrides": {"type": "dict", "default": {}},
+            "compute_mode": {"type": "str", "required": False,
+                             "choices": list(gpufacts.COMPUTE_MODES)},
         },
         supports_check_mode=True,
     )
+    params = module.params
     facts = gpufacts.gather(lspci=False)
-    plan = gpufacts.plan_power_limits(
-        facts["gpus"], module.params["power_limit_w"], module.params["power_limit_overrides"]
-    )
-    if plan["errors"]:
-        module.fail_json(msg="; ".join(plan["errors"]), errors=plan["errors"], gpus=plan["gpus"],
-                         changes=[], changed=False)
+    plan = gpufacts.plan_power_limits(facts["gpus"], params["power_limit_w"],
+                                      params["power_limit_overrides"])
+    settings = gpufacts.plan_gpu_settings(facts["gpus"], params["clock_lock_mhz"],
+                                          params["clock_lock_overrides"], params["compute_mode"])
+    errors = plan["errors"] + settings["errors"]
+    if errors:
+        # Plan first: nothing is set when any GPU's value is refused.
+        module.fail_json(msg="; ".join(errors), errors=errors, gpus=plan["gpus"],
+                         settings=settings["gpus"], changes=[], changed=False)
     smi = constants.SIMGPU_TOOL if facts["simulation"] else "nvidia-smi"
     changes = []
+    record = gpufacts.read_clock_record()
+
+    def run(gpu, args, what):
+        if module.check_mode:
+            return
+        rc, out, err = hostfacts.run([smi, "-i", gpu["bus_id"]] + args)
+        if rc != 0:
+            if what == "clocks":
+                gpufacts.write_clock_record(record)
+            module.fail_json(
+                msg=f"GPU {gpu['index']} ({gpu['bus_id']}): nvidia-smi {' '.join(args)} "
+                f"failed: {(out + err).strip()}",
+                changes=changes, changed=bool(changes),
+            )
+
     for gpu in plan["gpus"]:
-        if not gpu["change"]:
-            continue
-        change = {
-            "index": gpu["index"],
-            "bus_id": gpu["bus_id"],
-            "from_w": gpu["current_w"],
-            "to_w": gpu["target_w"],
-            "source": gpu["source"],
-        }
-        if not module.check_mode:
-            rc, out, err = hostfacts.run([smi, "-i", gpu["bus_id"], "-pl", str(gpu["target_w"])])
-            if rc != 0:
-                module.fail_json(
-                    msg=f"GPU {gpu['index']} ({gpu['bus_id']}): nvidia-smi -pl {gpu['target_w']} "
-                    f"failed: {(out + err).strip()}",
-                    changes=changes, changed=bool(changes),
-                )
-        changes.append(change)
-    module.exit_json(changed=bool(changes), gpus=plan["gpus"], changes=changes,
-                     configured=plan["configured"])
+        if gpu["change"]:
+            run(gpu, ["-pl", str(gpu["target_w"])], "power")
+            changes.append({"index": gpu["index"], "bus_id": gpu["bus_id"], "what": "power",
+                            "from": gpu["current_w"], "to": gpu["target_w"],
+                            "source": gpu["source"]})
+    clocks_changed = False
+    for gpu in settings["gpus"]:
+        if gpu["clocks_change"] == "lock":
+            low, high = gpu["clocks_target"]
+            run(gpu, ["-lgc", f"{low},{high}"], "clocks")
+            record[gpu["bus_id"]] = [low, high]
+            clocks_changed = True
+            changes.append({"index": gpu["index"], "bus_id": gpu["bus_id"], "what": "clocks",
+                            "from": gpu["clocks_current"], "to": gpu["clocks_target"],
+                            "source": gpu["clocks_source"]})
+        elif gpu["clocks_change"] == "reset":
+            run(gpu, ["-rgc"], "clocks")
+            record.pop(gpu["bus_id"], None)
+            clocks_changed = True
+            changes.append({"index": gpu["index"], "bus_id": gpu["bus_id"], "what": "clocks",
+                            "from": gpu["clocks_current"], "to": None, "source": "default"})
+        if gpu["compute_change"]:
+            number = gpufacts.COMPUTE_MODES[gpu["compute_target"]][0]
+            run(gpu, ["-c", str(number)], "compute")
+            changes.append({"index": gpu["index"], "bus_id": gpu["bus_id"], "what": "compute",
+                            "from": gpu["compute_current"], "to": gpu["compute_target"],
+                            "source": gpu["compute_source"]})
+    if clocks_changed and not module.check_mode:
+        gpufacts.write_clock_record(record)
+    module.exit_json(changed=bool(changes), gpus=plan["gpus"], settings=settings["gpus"],
+                     changes=changes, configured=plan["configured"])
 
 
 if __name__ == "__main__":

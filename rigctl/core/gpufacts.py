@@ -1,4 +1,5 @@
-"""Structured GPU facts per rig, and the power-limit plan built on them.
+"""Structured GPU facts per rig, and the power-limit, clock-lock and compute-mode plans
+built on them.
 
 Runs ON the managed host (shipped as module_utils inside the ``gpu_facts``,
 ``gpu_power_limit`` and ``hw_checks`` modules) and in the verification suites. Standard
@@ -10,13 +11,18 @@ Sources, per GPU:
 - sysfs (``/sys/bus/pci/devices``, or the simulated tree on a lab rig): bus id, device id,
   the card's own maximum link (``max_link_*``: its LnkCap) and the current link;
 - ``nvidia-smi --query-gpu`` CSV (when a driver answers): index, uuid, name, VRAM, power
-  limits (current/default/min/max), persistence mode, link gen/width current and max;
+  limits (current/default/min/max), persistence mode, link gen/width current and max,
+  compute mode, maximum SM/graphics clocks;
+- ``/run/rigctl/gpu-clocks.json``: the clock locks rigctl applied since boot (written by
+  the ``gpu_power_limit`` module and the boot script; nvidia-smi's query fields cannot
+  read locked clocks back on every driver, so this record is what is compared);
 - ``nvidia-smi -q -d MEMORY`` (driver) or ``lspci -vv`` (no driver): BAR1 size;
 - ``nvidia-smi topo -p2p r``: ``CNS`` cells mark GPUs attached through the chipset.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from . import constants, gpudb, hostfacts, parsers
@@ -37,11 +43,23 @@ QUERY_FIELDS = (
     "pcie.link.width.max",
     "pcie.link.width.current",
     "driver_version",
+    "compute_mode",
+    "clocks.max.sm",
+    "clocks.max.graphics",
 )
 
 PERSISTENCED_UNIT = "nvidia-persistenced.service"
 POWER_UNIT = "rigctl-power-limits.service"
 POWER_CONF = "/etc/rigctl/power-limits.conf"
+# What rigctl locked since boot (tmpfs: gone at reboot, like the locks): {bus id: [min, max]}.
+CLOCKS_RECORD = "/run/rigctl/gpu-clocks.json"
+
+# rig_compute_mode value -> (nvidia-smi -c number, what --query-gpu=compute_mode prints).
+COMPUTE_MODES = {
+    "default": (0, "Default"),
+    "exclusive_process": (3, "Exclusive_Process"),
+    "prohibited": (2, "Prohibited"),
+}
 
 # A limit within this many watts of the target counts as set (nvidia-smi prints 2 decimals).
 POWER_TOLERANCE_W = 0.5
@@ -101,13 +119,25 @@ def _num(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def merge(pci, smi_rows, bar1_q=None, bar1_lspci=None, chipset=None):
+def compute_mode_name(text):
+    """rig_compute_mode spelling of what ``--query-gpu=compute_mode`` prints, or None."""
+    if not isinstance(text, str):
+        return None
+    wanted = text.strip().lower()
+    for name, (_num, printed) in COMPUTE_MODES.items():
+        if printed.lower() == wanted:
+            return name
+    return "exclusive_thread" if wanted == "exclusive_thread" else None
+
+
+def merge(pci, smi_rows, bar1_q=None, bar1_lspci=None, chipset=None, clock_record=None):
     """One dict per GPU from sysfs (``hostfacts.pci_gpus``), ``--query-gpu`` rows (with
     :data:`QUERY_FIELDS`), BAR1 sizes and chipset flags. Sorted by bus id; ``index`` is
     nvidia-smi's when a driver answers, else the bus order (the same order)."""
     bar1_q = bar1_q or {}
     bar1_lspci = bar1_lspci or {}
     chipset = chipset or {}
+    clock_record = clock_record or {}
     by_bus = {}
     for row in smi_rows or []:
         try:
@@ -158,6 +188,13 @@ def merge(pci, smi_rows, bar1_q=None, bar1_lspci=None, chipset=None):
                     "max_w": _num(row.get("power.max_limit")),
                 },
                 "persistence": (persistence == "Enabled") if persistence else None,
+                "compute_mode": compute_mode_name(row.get("compute_mode")),
+                "clocks": {
+                    "max_sm_mhz": _num(row.get("clocks.max.sm")),
+                    "max_graphics_mhz": _num(row.get("clocks.max.graphics")),
+                    # what rigctl locked since boot (CLOCKS_RECORD), not read from the GPU
+                    "locked_mhz": clock_record.get(bus),
+                },
                 "link": {
                     # nvidia-smi: the link (what host and card can both do); sysfs: the card
                     "gen_current": _num(row.get("pcie.link.gen.current")) or link.get("gen_current"),
@@ -288,11 +325,127 @@ def _fmt(watts):
     return "%d" % value if value == int(value) else "%.2f" % value
 
 
-def power_conf(plan):
-    """The text of ``/etc/rigctl/power-limits.conf`` for a plan (bus id, watts, comment)."""
+def _clock_pair(value):
+    """(min, max) of a ``{min, max}`` mapping or a 2-list, or None when it is not one."""
+    if isinstance(value, dict):
+        value = [value.get("min"), value.get("max")]
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        try:
+            low, high = int(value[0]), int(value[1])
+        except (TypeError, ValueError):
+            return None
+        return (low, high)
+    return None
+
+
+def plan_gpu_settings(gpus, clock_lock=None, clock_overrides=None, compute_mode=None):
+    """What each GPU's clock lock and compute mode must be. Returns ``{"gpus": [...],
+    "errors": [...], "configured": {bus id: {"clocks": [min, max], "compute": N}}}``.
+
+    Per GPU: ``clocks_target`` ([min, max] or None = unlocked), ``clocks_source`` (the
+    inventory key), ``clocks_current`` (what rigctl locked since boot, from the record),
+    ``clocks_change`` (``lock`` / ``reset`` / None); ``compute_target`` (a
+    rig_compute_mode name), ``compute_current``, ``compute_change``. ``configured`` holds
+    what the boot unit re-applies (locks, and compute modes other than ``default``). Every
+    error names the GPU, its range and the inventory key; nothing may be set when there is
+    one. A lock must lie within 0..``clocks.max.sm`` (else ``clocks.max.graphics``)."""
+    clock_overrides = clock_overrides or {}
+    errors = []
+    chosen = {}
+    key_name = "rig_gpu_clock_lock_overrides"
+    for key, value in clock_overrides.items():
+        gpu = match_selector(gpus, key)
+        if gpu is None:
+            errors.append(
+                "%s[%r] names no GPU on this rig (GPUs: %s); use an index, a PCI bus id or a "
+                "UUID that `nvidia-smi -L` shows"
+                % (key_name, key, ", ".join("%d=%s" % (g["index"], g["bus_id"]) for g in gpus)
+                   or "none")
+            )
+            continue
+        if gpu["bus_id"] in chosen:
+            errors.append("%s[%r] and [%r] both name %s; keep one"
+                          % (key_name, chosen[gpu["bus_id"]][0], key, _label(gpu)))
+            continue
+        chosen[gpu["bus_id"]] = (key, value)
+    mode = compute_mode or "default"
+    if mode not in COMPUTE_MODES:
+        errors.append("rig_compute_mode %r is not one of %s" % (mode, ", ".join(COMPUTE_MODES)))
+        mode = None
+    planned = []
+    configured = {}
+    for gpu in gpus:
+        clocks = gpu.get("clocks") or {}
+        if gpu["bus_id"] in chosen:
+            key, value = chosen[gpu["bus_id"]]
+            source = "%s[%r]" % (key_name, key)
+        elif clock_lock is not None:
+            value, source = clock_lock, "rig_gpu_clock_lock_mhz"
+        else:
+            value, source = None, "default"
+        target = _clock_pair(value) if value is not None else None
+        current = _clock_pair(clocks.get("locked_mhz"))
+        top = clocks.get("max_sm_mhz") or clocks.get("max_graphics_mhz")
+        entry = {
+            "index": gpu["index"],
+            "bus_id": gpu["bus_id"],
+            "uuid": gpu.get("uuid"),
+            "name": gpu["name"],
+            "clocks_target": list(target) if target else None,
+            "clocks_source": source,
+            "clocks_current": list(current) if current else None,
+            "clocks_max_mhz": top,
+            "clocks_change": None,
+            "compute_target": mode,
+            "compute_source": "rig_compute_mode" if compute_mode else "default",
+            "compute_current": gpu.get("compute_mode"),
+            "compute_change": False,
+        }
+        planned.append(entry)
+        settings = {}
+        if value is not None and target is None:
+            errors.append("%s: %s = %r is not a {min, max} clock range in MHz"
+                          % (_label(gpu), source, value))
+        elif target is not None:
+            if top is None:
+                errors.append(
+                    "%s: no maximum clock readable (clocks.max.sm; no NVIDIA driver answers "
+                    "nvidia-smi), so %s = %d-%d MHz cannot be checked or set; install the "
+                    "driver first" % (_label(gpu), source, target[0], target[1]))
+            elif not 0 <= target[0] <= target[1] <= top:
+                errors.append(
+                    "%s: clock lock %d-%d MHz from %s is outside this card's range 0-%s MHz "
+                    "(clocks.max.sm); set %s to a range inside it (min <= max)"
+                    % (_label(gpu), target[0], target[1], source, _fmt(top), source))
+            else:
+                entry["clocks_change"] = "lock" if current != target else None
+                settings["clocks"] = list(target)
+        elif current is not None:
+            entry["clocks_change"] = "reset"
+        if mode is not None:
+            if gpu.get("compute_mode") is None and mode != "default":
+                errors.append(
+                    "%s: compute mode not readable (no NVIDIA driver answers nvidia-smi), so "
+                    "rig_compute_mode = %s cannot be set; install the driver first"
+                    % (_label(gpu), mode))
+            elif gpu.get("compute_mode") is not None:
+                entry["compute_change"] = gpu["compute_mode"] != mode
+            if mode != "default":
+                settings["compute"] = COMPUTE_MODES[mode][0]
+        if settings:
+            configured[gpu["bus_id"]] = settings
+    return {"gpus": planned, "errors": errors, "configured": configured}
+
+
+def power_conf(plan, settings=None):
+    """The text of ``/etc/rigctl/power-limits.conf`` for a power plan and optionally a
+    settings plan (:func:`plan_gpu_settings`): ``<bus id> <watts>`` lines, then
+    ``<bus id> clocks <min>,<max>`` and ``<bus id> compute <nvidia-smi -c number>``."""
     lines = [
-        "# Written by rigctl (role gpu_tuning). GPU power limits re-applied at every boot by",
-        "# %s: <PCI bus id> <watts>. Edit the inventory, not this file." % POWER_UNIT,
+        "# Written by rigctl (role gpu_tuning). GPU power limits, clock locks and compute modes",
+        "# re-applied at every boot by %s:" % POWER_UNIT,
+        "# <PCI bus id> <watts> | <PCI bus id> clocks <min>,<max> | <PCI bus id> compute <0|2|3>.",
+        "# Edit the inventory, not this file.",
     ]
     by_bus = {g["bus_id"]: g for g in plan["gpus"]}
     for bus in sorted(plan["configured"]):
@@ -302,7 +455,54 @@ def power_conf(plan):
             % (bus, _fmt(plan["configured"][bus]), gpu["index"], gpu["name"], gpu.get("uuid") or "",
                gpu["source"])
         )
+    if settings:
+        by_bus = {g["bus_id"]: g for g in settings["gpus"]}
+        for bus in sorted(settings["configured"]):
+            gpu, conf = by_bus[bus], settings["configured"][bus]
+            if "clocks" in conf:
+                lines.append("%s clocks %d,%d  # GPU %d (%s)"
+                             % (bus, conf["clocks"][0], conf["clocks"][1], gpu["index"],
+                                gpu["clocks_source"]))
+            if "compute" in conf:
+                lines.append("%s compute %d  # GPU %d %s (rig_compute_mode)"
+                             % (bus, conf["compute"], gpu["index"], gpu["compute_target"]))
     return "\n".join(lines) + "\n"
+
+
+def read_clock_record(root="/"):
+    """{bus id: [min, max]} from :data:`CLOCKS_RECORD`; empty when absent or unreadable."""
+    path = os.path.join(root, CLOCKS_RECORD.lstrip("/"))
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    if isinstance(data, dict):
+        for bus, pair in data.items():
+            pair = _clock_pair(pair)
+            try:
+                out[gpudb.normalize_bus_id(str(bus))] = list(pair) if pair else None
+            except ValueError:
+                continue
+    return {bus: pair for bus, pair in out.items() if pair}
+
+
+def write_clock_record(locks, root="/"):
+    """Write {bus id: [min, max]} to :data:`CLOCKS_RECORD` (removed when empty)."""
+    path = os.path.join(root, CLOCKS_RECORD.lstrip("/"))
+    if not locks:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump({bus: list(pair) for bus, pair in sorted(locks.items())}, handle)
+        handle.write("\n")
+    os.replace(tmp, path)
 
 
 # --- gathering (runs tools) -----------------------------------------------------------
@@ -388,7 +588,8 @@ def gather(root="/", lspci=True):
         devices, lspci_error = read_lspci(sim)
         if lspci_error:
             errors.append("lspci: %s" % lspci_error)
-    gpus = merge(pci, rows, bar1_q, bar1_from_lspci(devices or []), chipset)
+    gpus = merge(pci, rows, bar1_q, bar1_from_lspci(devices or []), chipset,
+                 read_clock_record(root))
     bridges = [
         {"bdf": d["bdf"], "bus": d["bus"], "acs_ctl": d["acs_ctl"], "description": d["description"]}
         for d in devices or []

@@ -37,8 +37,8 @@ ROLES: dict[str, str] = {
     "kernel options.",
     "nvidia_driver": "Install the NVIDIA driver with open kernel modules, stock or patched "
     "for P2P, at exactly the version asked for.",
-    "gpu_tuning": "Persistence mode through nvidia-persistenced, power limits applied now and "
-    "at every boot.",
+    "gpu_tuning": "Persistence mode through nvidia-persistenced; power limits, clock locks and "
+    "compute mode applied now and at every boot.",
     "cuda": "Install the CUDA toolkit.",
     "nccl": "Install NCCL and write its environment.",
 }
@@ -59,6 +59,10 @@ LAB_PROFILE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 POWER_MIN_W = 100
 POWER_MAX_W = 800
+# Sanity bounds of a GPU core clock lock (each card's own maximum is checked on the host).
+CLOCK_MIN_MHZ = 100
+CLOCK_MAX_MHZ = 4000
+COMPUTE_MODES = ("default", "exclusive_process", "prohibited")
 MAX_GPUS = 16
 
 # The lowest driver each CUDA major release runs on (NVIDIA's CUDA release notes,
@@ -106,6 +110,29 @@ def parse_gpu_selector(key: Any) -> tuple[str, Any] | None:
         return ("bus_id", bus_id)
     if _UUID_RE.match(text):
         return ("uuid", text.lower())
+    return None
+
+
+def _clock_lock_options() -> tuple:
+    return (
+        Field("min", "int", "Lowest core clock in MHz.", min=CLOCK_MIN_MHZ, max=CLOCK_MAX_MHZ),
+        Field("max", "int", "Highest core clock in MHz.", min=CLOCK_MIN_MHZ, max=CLOCK_MAX_MHZ),
+    )
+
+
+def clock_lock_problem(value: Any) -> tuple[str, str] | None:
+    """A clock lock needs both min and max, min <= max (types and bounds: the options)."""
+    if not isinstance(value, dict):
+        return None
+    missing = [k for k in ("min", "max") if k not in value]
+    if missing:
+        return (f"a clock lock needs min and max (missing: {', '.join(missing)})",
+                "write it like {min: 210, max: 1695}")
+    low, high = value["min"], value["max"]
+    if (isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool)
+            and not isinstance(high, bool) and low > high):
+        return (f"min {low} MHz is above max {high} MHz",
+                f"swap them: {{min: {high}, max: {low}}}")
     return None
 
 
@@ -342,6 +369,56 @@ VARIABLES: tuple[Field, ...] = (
         notes="Quote PCI bus ids: unquoted, YAML 1.1 reads `0000:41:00.0` as the base-60 "
         "number 2460.0. An index must be below `rig_gpu_count` when that is set; two keys "
         "may not name the same GPU (`3` and `\"3\"`).",
+    ),
+    Field(
+        "rig_gpu_clock_lock_mhz",
+        "dict",
+        "Lock the core clocks of every GPU to a range in MHz (`nvidia-smi -lgc MIN,MAX`), "
+        "applied again at every boot. Null leaves the clocks unlocked (`nvidia-smi -rgc`).",
+        nullable=True,
+        options=_clock_lock_options(),
+        check=clock_lock_problem,
+        roles=("gpu_tuning",),
+        section=_S_POWER,
+        example={"min": 210, "max": 1695},
+        notes="A lock with `max` below the card's boost clock trades a few percent of speed "
+        "for steadier clocks and less heat. The range here is a sanity check; each card's "
+        "own `clocks.max.sm` is checked on the host. Locked clocks cannot be read back "
+        "through nvidia-smi on every driver: rigctl records what it applied since boot in "
+        "`/run/rigctl/gpu-clocks.json` and compares against that.",
+    ),
+    Field(
+        "rig_gpu_clock_lock_overrides",
+        "dict",
+        "Per-GPU clock locks `{min, max}` in MHz that replace `rig_gpu_clock_lock_mhz` for "
+        "the GPUs named. A key selects one GPU by index (`0`), PCI bus id "
+        "(`\"0000:41:00.0\"`) or UUID (`GPU-...`).",
+        default={},
+        key_rule="gpu_selector",
+        value_field=Field("clocks", "dict", "Clock lock in MHz.", options=_clock_lock_options(),
+                          check=clock_lock_problem, example={"min": 210, "max": 1500}),
+        roles=("gpu_tuning",),
+        section=_S_POWER,
+        example={"0000:41:00.0": {"min": 210, "max": 1500}},
+        notes="Quote PCI bus ids. An index must be below `rig_gpu_count` when that is set; "
+        "two keys may not name the same GPU.",
+    ),
+    Field(
+        "rig_compute_mode",
+        "str",
+        "Compute mode of every GPU (`nvidia-smi -c`), applied again at every boot. Null "
+        "means `default`.",
+        nullable=True,
+        choices=COMPUTE_MODES,
+        choice_help=(
+            ("default", "any number of processes may use a GPU (`-c 0`)"),
+            ("exclusive_process", "one process at a time per GPU (`-c 3`), e.g. one "
+             "scheduler job per GPU"),
+            ("prohibited", "no CUDA process may use the GPUs (`-c 2`)"),
+        ),
+        roles=("gpu_tuning",),
+        section=_S_POWER,
+        example="default",
     ),
     Field(
         "rig_persistence_mode",
@@ -854,8 +931,9 @@ look like a rig variable without the `rig_` prefix.
 - `rig_p2p_source` on an `open` rig is ignored (a warning).
 - `rig_driver_source: mirror` needs `rig_driver_mirror_url`; `rig_cuda_source: mirror` needs
   `rig_cuda_mirror_url`.
-- `rig_power_limit_overrides`: an index must be below `rig_gpu_count` (when set), and no two
-  keys may name the same GPU.
+- `rig_power_limit_overrides`, `rig_gpu_clock_lock_overrides`: an index must be below
+  `rig_gpu_count` (when set), and no two keys may name the same GPU.
+- A clock lock (`rig_gpu_clock_lock_mhz`, each override) needs `min` <= `max`.
 - `rig_nccl_env` keys start with `NCCL_`; `NCCL_SOCKET_IFNAME` goes in
   `rig_nccl_socket_ifname`, not in both.
 - The driver must be new enough for the CUDA major version, and at least
@@ -883,7 +961,8 @@ def _type_text(f: Field) -> str:
     if f.type == "list" and f.elements:
         base += f" of {f.elements}"
     if f.key_rule == "gpu_selector":
-        base = "mapping: GPU selector → integer watts"
+        what = "`{min, max}` MHz" if f.value_field and f.value_field.type == "dict" else "integer watts"
+        base = f"mapping: GPU selector → {what}"
     elif f.key_rule == "nccl_env":
         base = "mapping: `NCCL_*` name → string, number or boolean"
     if f.nullable:

@@ -555,10 +555,12 @@ class _Checker:
                          f"{source}: cuda-repo", key=url, host=h)
         count = val("rig_gpu_count")
         # the keys that are valid indexes are checked even when another key is wrong
-        od = res["rig_power_limit_overrides"]
-        overrides = od.value if not od.unchecked else None
-        if isinstance(count, int) and isinstance(overrides, dict):
-            d = at("rig_power_limit_overrides")
+        for var in ("rig_power_limit_overrides", "rig_gpu_clock_lock_overrides"):
+            od = res[var]
+            overrides = od.value if not od.unchecked else None
+            if not (isinstance(count, int) and isinstance(overrides, dict)):
+                continue
+            d = at(var)
             pairs = _pairs_of(d.node)
             for key in overrides:
                 sel = schema.parse_gpu_selector(key)
@@ -568,7 +570,7 @@ class _Checker:
                              f"rig_gpu_count {count} ({origin('rig_gpu_count')}); indexes go "
                              f"from 0 to {count - 1}",
                              "fix the index, or rig_gpu_count",
-                             key=f"rig_power_limit_overrides[{key!r}]",
+                             key=f"{var}[{key!r}]",
                              line=yamlpos.line_of(key_node), host=h)
         env = val("rig_nccl_env")
         ifname = val("rig_nccl_socket_ifname")

@@ -6,7 +6,7 @@ containers) installed twice:
 
 - ``/usr/local/bin/nvidia-smi``: answers like the real tool, in the real output formats
   (``--query-gpu`` CSV, ``-q [-d MEMORY,POWER,...]``, ``-L``, ``topo -m``, ``topo -p2p``, ``-pl``,
-  ``-pm``, the summary table), so that roles, modules and suites run unchanged;
+  ``-pm``, ``-lgc``/``-rgc``, ``-c``, the summary table), so that roles, modules and suites run unchanged;
 - ``/usr/local/bin/rigctl-simgpu``: the same, plus its own commands::
 
       rigctl-simgpu status [--json]        what is simulated, profile, runtime state
@@ -22,9 +22,10 @@ The simulated GPUs never pass for real hardware: readers decide "simulated" from
 file (the profile, ``/etc/rigctl-simgpu/profile.json``), not from this output; the output
 keeps the real tool's layout and real model names so that the parsers are exercised.
 
-Runtime state (power limits, persistence mode) lives in ``/run/rigctl-simgpu/state.json``:
-/run is a tmpfs, so like with the real driver everything set with ``-pl``/``-pm`` is gone
-after a container restart unless something re-applies it. As a second guard the state
+Runtime state (power limits, persistence mode, locked clocks, compute mode) lives in
+``/run/rigctl-simgpu/state.json``: /run is a tmpfs, so like with the real driver everything
+set with ``-pl``/``-pm``/``-lgc``/``-c`` is gone after a container restart unless something
+re-applies it. As a second guard the state
 records the start time of PID 1 and is ignored when PID 1 changed (a restart with a
 non-tmpfs /run). Writes are atomic (temp file + rename) under an fcntl lock, because
 Ansible may run several calls at once.
@@ -33,7 +34,7 @@ Environment (tests and debugging):
 
 - ``RIGCTL_SIMGPU_PROFILE``    profile JSON to use instead of /etc/rigctl-simgpu/profile.json
 - ``RIGCTL_SIMGPU_STATE_DIR``  state directory instead of /run/rigctl-simgpu
-- ``RIGCTL_SIMGPU_ASSUME_ROOT=1`` act as root for ``-pl``/``-pm``/``persistenced``;
+- ``RIGCTL_SIMGPU_ASSUME_ROOT=1`` act as root for ``-pl``/``-pm``/``-lgc``/``-rgc``/``-c``/``persistenced``;
   ``=0`` act as an unprivileged user even when run as root (the real tool refuses those
   changes to non-root users with "Insufficient Permissions", exit 4; so does this one)
 
@@ -44,6 +45,11 @@ management limit for GPU <bus>: Insufficient Permissions``, ``Terminating early 
 previous errors.``, ``Enabled persistence mode for GPU <bus>.``, ``Persistence mode is
 already Enabled for GPU <bus>.``, ``Unable to set persistence mode for GPU <bus>:
 Insufficient Permissions``, ``Field "x" is not a valid field to query.``, ``All done.``.
+``Compute mode is already set to DEFAULT for GPU <bus>.``, ``Set compute mode to
+EXCLUSIVE_PROCESS for GPU <bus>.``, ``GPU clocks set to "(gpcClkMin 210, gpcClkMax 1695)"
+for GPU <bus>``, ``All done.``. Approximated (wording not confirmed against a real driver):
+the refusal of a clock lock outside the card's range, the ``-rgc`` confirmation and the
+permission errors of ``-lgc``/``-rgc``/``-c``.
 Exit codes follow nvidia-smi(1): 2 invalid argument, 4 no permission, 6 not found.
 
 Deliberate simplifications: the current PCIe link is the profile's ``link_gen_current``
@@ -207,6 +213,7 @@ def apply_defaults(profile):
         gpu.setdefault("acs_redirect", False)
         gpu.setdefault("numa_node", 0)
         gpu.setdefault("clocks_max_sm_mhz", arch["clocks_max_sm_mhz"])
+        gpu.setdefault("clocks_max_graphics_mhz", gpu["clocks_max_sm_mhz"])
         gpu.setdefault("clocks_max_memory_mhz", arch["clocks_max_memory_mhz"])
         gpu.setdefault("memory_reserved_mib", arch["memory_reserved_mib"])
         gpu.setdefault("memory_used_mib", 2)
@@ -325,9 +332,13 @@ def gpu_state(state, gpu):
     limit = entry.get("power_limit_w")
     if not isinstance(limit, (int, float)):
         limit = float(gpu["power_default_w"])
+    clocks = entry.get("locked_clocks_mhz")
+    mode = entry.get("compute_mode")
     return {
         "power_limit_w": float(limit),
         "persistence_mode": bool(entry.get("persistence_mode", False)),
+        "locked_clocks_mhz": list(clocks) if isinstance(clocks, list) and len(clocks) == 2 else None,
+        "compute_mode": mode if mode in COMPUTE_MODE_NAMES.values() else "Default",
     }
 
 
@@ -335,6 +346,11 @@ def _set_gpu_state(state, gpu, **values):
     gpus = state.setdefault("gpus", {})
     entry = gpus.setdefault(gpu["bus_id"], {})
     entry.update(values)
+
+
+# nvidia-smi -c: number -> the name it prints in --query-gpu=compute_mode (1,
+# EXCLUSIVE_THREAD, was removed from the drivers long ago and is refused here).
+COMPUTE_MODE_NAMES = {0: "Default", 2: "Prohibited", 3: "Exclusive_Process"}
 
 
 def is_root():
@@ -433,7 +449,7 @@ def _query_fields():
         ),
         "display_mode": (None, lambda p, g, s: "Disabled"),
         "display_active": (None, lambda p, g, s: "Disabled"),
-        "compute_mode": (None, lambda p, g, s: "Default"),
+        "compute_mode": (None, lambda p, g, s: s["compute_mode"]),
         "compute_cap": (None, lambda p, g, s: g["compute_cap"]),
         "pstate": (None, lambda p, g, s: "P8"),
         "memory.total": ("MiB", lambda p, g, s: str(fb(g)[0])),
@@ -457,7 +473,7 @@ def _query_fields():
         "pcie.link.width.max": (None, lambda p, g, s: str(g["link_width_max"])),
         "pcie.link.width.current": (None, lambda p, g, s: str(g["link_width_current"])),
         "clocks.max.sm": ("MHz", lambda p, g, s: str(g["clocks_max_sm_mhz"])),
-        "clocks.max.graphics": ("MHz", lambda p, g, s: str(g["clocks_max_sm_mhz"])),
+        "clocks.max.graphics": ("MHz", lambda p, g, s: str(g["clocks_max_graphics_mhz"])),
         "clocks.max.memory": ("MHz", lambda p, g, s: str(g["clocks_max_memory_mhz"])),
         "clocks.sm": ("MHz", lambda p, g, s: "210"),
         "clocks.current.sm": ("MHz", lambda p, g, s: "210"),
@@ -743,7 +759,7 @@ def _gpu_sections(profile, gpu, st):
             "Conf Compute Protected Memory Usage",
             [("Total", "0 MiB"), ("Used", "0 MiB"), ("Free", "0 MiB")],
         ),
-        ("Compute Mode", "Default"),
+        ("Compute Mode", st["compute_mode"]),
         (
             "Utilization",
             [("Gpu", "0 %"), ("Memory", "0 %"), ("Encoder", "0 %"), ("Decoder", "0 %")],
@@ -774,7 +790,7 @@ def _gpu_sections(profile, gpu, st):
         (
             "Max Clocks",
             [
-                ("Graphics", "%d MHz" % gpu["clocks_max_sm_mhz"]),
+                ("Graphics", "%d MHz" % gpu["clocks_max_graphics_mhz"]),
                 ("SM", "%d MHz" % gpu["clocks_max_sm_mhz"]),
                 ("Memory", "%d MHz" % gpu["clocks_max_memory_mhz"]),
                 ("Video", "1950 MHz"),
@@ -952,6 +968,103 @@ def cmd_power_limit(profile, value, gpu_ids):
             if not before["persistence_mode"]:
                 out.append(PERSISTENCE_WARNING % gpu["bus_id"])
         save_state(state)
+    out.append("All done.\n")
+    return "".join(out)
+
+
+def _bus8(gpu):
+    return gpu["bus_id"]
+
+
+def cmd_lock_clocks(profile, value, gpu_ids):
+    """``-lgc MIN,MAX``: lock the core clocks. Both values within 0..clocks.max.sm of every
+    selected GPU, checked before anything changes (the refusal's wording is approximated)."""
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise invalid_args()
+    low, high = int(parts[0]), int(parts[1])
+    if low > high:
+        raise invalid_args()
+    gpus = select_gpus(profile, gpu_ids)
+    for gpu in gpus:
+        top = int(gpu["clocks_max_sm_mhz"])
+        if high > top:
+            raise SimError(
+                RC_INVALID_ARGUMENT,
+                stdout="Requested clocks (gpcClkMin %d, gpcClkMax %d) are outside the supported "
+                "range 0-%d MHz for GPU %s\nTerminating early due to previous errors.\n"
+                % (low, high, top, _bus8(gpu)),
+            )
+    if not is_root():
+        raise SimError(
+            RC_NO_PERMISSION,
+            stdout="Setting locked GPU clocks for GPU %s failed: Insufficient Permissions\n"
+            "Terminating early due to previous errors.\n" % _bus8(gpus[0]),
+        )
+    out = []
+    with StateLock():
+        state = load_state()
+        for gpu in gpus:
+            _set_gpu_state(state, gpu, locked_clocks_mhz=[low, high])
+            out.append('GPU clocks set to "(gpcClkMin %d, gpcClkMax %d)" for GPU %s\n'
+                       % (low, high, _bus8(gpu)))
+        save_state(state)
+    out.append("All done.\n")
+    return "".join(out)
+
+
+def cmd_reset_clocks(profile, gpu_ids):
+    """``-rgc``: unlock the core clocks (confirmation wording approximated)."""
+    gpus = select_gpus(profile, gpu_ids)
+    if not is_root():
+        raise SimError(
+            RC_NO_PERMISSION,
+            stdout="Resetting locked GPU clocks for GPU %s failed: Insufficient Permissions\n"
+            "Terminating early due to previous errors.\n" % _bus8(gpus[0]),
+        )
+    out = []
+    with StateLock():
+        state = load_state()
+        for gpu in gpus:
+            _set_gpu_state(state, gpu, locked_clocks_mhz=None)
+            out.append("All done.\n")
+        save_state(state)
+    return "".join(out)
+
+
+def cmd_compute_mode(profile, value, gpu_ids):
+    """``-c 0|2|3`` or ``-c DEFAULT|PROHIBITED|EXCLUSIVE_PROCESS``."""
+    text = value.strip().upper()
+    by_name = {name.upper(): num for num, name in COMPUTE_MODE_NAMES.items()}
+    if text.isdigit() and int(text) in COMPUTE_MODE_NAMES:
+        num = int(text)
+    elif text in by_name:
+        num = by_name[text]
+    else:
+        raise invalid_args()
+    name = COMPUTE_MODE_NAMES[num]
+    gpus = select_gpus(profile, gpu_ids)
+    state = load_state()
+    if not is_root() and any(gpu_state(state, g)["compute_mode"] != name for g in gpus):
+        raise SimError(
+            RC_NO_PERMISSION,
+            stdout="Unable to set the compute mode for GPU %s: Insufficient Permissions\n"
+            "Terminating early due to previous errors.\n" % _bus8(gpus[0]),
+        )
+    out = []
+    with StateLock():
+        state = load_state()
+        changed = False
+        for gpu in gpus:
+            if gpu_state(state, gpu)["compute_mode"] == name:
+                out.append("Compute mode is already set to %s for GPU %s.\n"
+                           % (name.upper(), _bus8(gpu)))
+                continue
+            _set_gpu_state(state, gpu, compute_mode=name)
+            changed = True
+            out.append("Set compute mode to %s for GPU %s.\n" % (name.upper(), _bus8(gpu)))
+        if changed:
+            save_state(state)
     out.append("All done.\n")
     return "".join(out)
 
@@ -1284,11 +1397,14 @@ def cmd_status(profile, state, as_json):
     ]
     for g in data["gpus"]:
         out.append(
-            "GPU %d: %s %s power limit %s W (default %s W, range %s-%s W), persistence %s"
+            "GPU %d: %s %s power limit %s W (default %s W, range %s-%s W), persistence %s, "
+            "clocks %s, compute mode %s"
             % (
                 g["index"], g["name"], g["bus_id"], _w(g["power_limit_w"]),
                 _w(g["power_default_w"]), _w(g["power_min_w"]), _w(g["power_max_w"]),
                 "Enabled" if g["persistence_mode"] else "Disabled",
+                "locked %d-%d MHz" % tuple(g["locked_clocks_mhz"]) if g["locked_clocks_mhz"]
+                else "unlocked", g["compute_mode"],
             )
         )
     return "\n".join(out) + "\n"
@@ -1345,6 +1461,9 @@ Simulated:
     nvidia-smi -q [-d MEMORY,POWER,TEMPERATURE,CLOCK,UTILIZATION,COMPUTE,PERFORMANCE] [-i ID]
     nvidia-smi -pl WATTS [-i ID]                 (root)
     nvidia-smi -pm 0|1 [-i ID]                   (root)
+    nvidia-smi -lgc MIN,MAX [-i ID]              (root) lock the core clocks (MHz)
+    nvidia-smi -rgc [-i ID]                      (root) unlock them
+    nvidia-smi -c 0|2|3|DEFAULT|PROHIBITED|EXCLUSIVE_PROCESS [-i ID]   (root)
     nvidia-smi topo -m
     nvidia-smi topo -p2p r|w|rw|n|a
     nvidia-smi --version
@@ -1401,6 +1520,12 @@ def run_nvidia_smi(argv):
             opts["pl"] = take()
         elif name in ("-pm", "--persistence-mode"):
             opts["pm"] = take()
+        elif name in ("-lgc", "--lock-gpu-clocks"):
+            opts["lgc"] = take()
+        elif name in ("-rgc", "--reset-gpu-clocks"):
+            opts["rgc"] = True
+        elif name in ("-c", "--compute-mode"):
+            opts["c"] = take()
         elif name in ("-L", "--list-gpus"):
             opts["L"] = True
         elif name in ("-h", "--help"):
@@ -1416,7 +1541,8 @@ def run_nvidia_smi(argv):
             raise not_simulated("option %r" % arg, profile)
         i += 1
     profile = read_profile()
-    actions = [k for k in ("query_gpu", "q", "pl", "pm", "L", "version") if k in opts]
+    actions = [k for k in ("query_gpu", "q", "pl", "pm", "lgc", "rgc", "c", "L", "version")
+               if k in opts]
     if len(actions) > 1:
         raise invalid_args()
     if "display" in opts and "q" not in opts:
@@ -1433,6 +1559,12 @@ def run_nvidia_smi(argv):
         return cmd_power_limit(profile, opts["pl"], gpu_ids)
     if "pm" in opts:
         return cmd_persistence(profile, opts["pm"], gpu_ids)
+    if "lgc" in opts:
+        return cmd_lock_clocks(profile, opts["lgc"], gpu_ids)
+    if "rgc" in opts:
+        return cmd_reset_clocks(profile, gpu_ids)
+    if "c" in opts:
+        return cmd_compute_mode(profile, opts["c"], gpu_ids)
     if "L" in opts:
         return cmd_list(profile, gpu_ids)
     if "version" in opts:

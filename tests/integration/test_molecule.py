@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
+# Steps some scenarios run on top of the common sequence.
+EXTRA_STEPS = {
+    "gpu_tuning": ("side_effect",),
+}
+
+
 @pytest.mark.parametrize("scenario", ["default", "gpu_tuning"])
 def test_molecule_scenario(scenario):
     bindir = Path(sys.executable).parent
@@ -36,7 +42,8 @@ def test_molecule_scenario(scenario):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
     # Every step of the sequence ran, including idempotence and check mode.
-    for step in ("create", "converge", "idempotence", "check", "verify", "destroy"):
+    for step in ("create", "converge", "idempotence", "check", "verify", "destroy",
+                 *EXTRA_STEPS.get(scenario, ())):
         assert f"[{scenario} > {step}] Executed: Successful" in output, step
     # The verify step ran the shipped rig suites (not scenario-local tests) and they passed.
     assert "Executing Testinfra tests found in " + str(ROOT / "rigctl" / "verify" / "suites") in output

@@ -1,10 +1,12 @@
-"""GPU tuning and hardware checks on lab rigs over SSH: power limits set, survive a reboot
-through the boot unit, refused out of range, untouched in check mode; each hardware-check
+"""GPU tuning and hardware checks on lab rigs over SSH: power limits, clock locks and compute
+mode set, survive a reboot through the boot unit, refused out of range, untouched in check
+mode, back to defaults when removed; each hardware-check
 failure profile warns and goes on under `warn`, stops before any driver or tuning change
 under `enforce`."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -92,6 +94,60 @@ def test_removing_the_setting_restores_defaults_and_removes_the_unit(lab):
     assert lab.limits("lab-rig-1") == [350.0] * 4
     out = lab.ssh("lab-rig-1", "ls /etc/systemd/system/rigctl-power-limits.service 2>&1")
     assert "No such file" in out
+
+
+SETTINGS = {"rig_gpu_clock_lock_mhz": {"min": 210, "max": 1695},
+            "rig_gpu_clock_lock_overrides": {"2": {"min": 210, "max": 1500}},
+            "rig_compute_mode": "exclusive_process"}
+
+
+def _modes(lab, rig):
+    out = lab.ssh(rig, "nvidia-smi --query-gpu=compute_mode --format=csv,noheader")
+    return out.split()
+
+
+def _locks(lab, rig):
+    status = json.loads(lab.ssh(rig, "rigctl-simgpu status --json"))
+    return [g["locked_clocks_mhz"] for g in status["gpus"]]
+
+
+def test_out_of_range_clock_lock_refused_and_nothing_changed(lab):
+    inv = lab.inventory("lab-rig-1", rig_gpu_clock_lock_mhz={"min": 210, "max": 2500},
+                        rig_compute_mode="exclusive_process", **LIMITS)
+    proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", inv)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    err = proc.stderr
+    assert "nothing changed" in err and "GPU 0 (0000:01:00.0" in err
+    assert ("clock lock 210-2500 MHz from rig_gpu_clock_lock_mhz is outside this card's range "
+            "0-2100 MHz") in err
+    assert _modes(lab, "lab-rig-1") == ["Default"] * 4
+    assert _locks(lab, "lab-rig-1") == [None] * 4
+    assert lab.limits("lab-rig-1") == [350.0] * 4
+
+
+def test_clock_lock_and_compute_mode_applied_back_after_reboot_then_removed(lab):
+    inv = lab.inventory("lab-rig-1", **SETTINGS)
+    rc, summary = lab.rigctl.json("provision", "host", "lab-rig-1", "-i", inv, "--json")
+    assert rc == 0, summary
+    assert _modes(lab, "lab-rig-1") == ["Exclusive_Process"] * 4
+    want = [[210, 1695], [210, 1695], [210, 1500], [210, 1695]]
+    assert _locks(lab, "lab-rig-1") == want
+    rc, again = lab.rigctl.json("provision", "host", "lab-rig-1", "-i", inv, "--json")
+    assert rc == 0 and again["hosts"]["lab-rig-1"]["changed"] == 0, again["changes"]
+    lab.rigctl("lab", "restart", "--name", lab.name, "lab-rig-1", check=True)
+    assert _modes(lab, "lab-rig-1") == ["Exclusive_Process"] * 4  # the boot unit, not rigctl
+    assert _locks(lab, "lab-rig-1") == want
+    proc = lab.rigctl("verify", "-i", inv, "-l", "lab-rig-1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "test_clock_lock_applied" in proc.stdout and "test_compute_mode_applied" in proc.stdout
+    # Removing the settings restores the defaults and removes the boot unit.
+    proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", lab.inventory("lab-rig-1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _modes(lab, "lab-rig-1") == ["Default"] * 4
+    assert _locks(lab, "lab-rig-1") == [None] * 4
+    out = lab.ssh("lab-rig-1", "ls /etc/systemd/system/rigctl-power-limits.service "
+                  "/run/rigctl/gpu-clocks.json 2>&1")
+    assert out.count("No such file") == 2
 
 
 @pytest.mark.parametrize("rig,profile,needle", [

@@ -146,6 +146,78 @@ def test_power_plan_same_gpu_twice_and_no_driver():
     assert "no NVIDIA driver" in gpufacts.plan_power_limits(gpus, 250, {})["errors"][0]
 
 
+def _clock_gpus(record=None):
+    gpus = _gpus()
+    for g in gpus:
+        g["clocks"] = {"max_sm_mhz": 2100, "max_graphics_mhz": 2100,
+                       "locked_mhz": (record or {}).get(g["bus_id"])}
+        g["compute_mode"] = "default"
+    return gpus
+
+
+def test_settings_plan_locks_overrides_compute_mode_and_conf():
+    plan = gpufacts.plan_gpu_settings(
+        _clock_gpus({"0000:01:00.0": [210, 1695]}), {"min": 210, "max": 1695},
+        {"41:00.0": {"min": 210, "max": 1500}}, "exclusive_process")
+    assert plan["errors"] == []
+    assert [(g["clocks_target"], g["clocks_change"]) for g in plan["gpus"]] == [
+        ([210, 1695], None), ([210, 1695], "lock"), ([210, 1500], "lock")]
+    assert plan["gpus"][2]["clocks_source"] == "rig_gpu_clock_lock_overrides['41:00.0']"
+    assert all(g["compute_change"] and g["compute_target"] == "exclusive_process"
+               for g in plan["gpus"])
+    assert plan["configured"]["0000:41:00.0"] == {"clocks": [210, 1500], "compute": 3}
+    power = gpufacts.plan_power_limits(_gpus(), 275, {})
+    conf = gpufacts.power_conf(power, plan)
+    assert "0000:41:00.0 275  # GPU 2" in conf
+    assert "0000:41:00.0 clocks 210,1500  # GPU 2" in conf and "0000:41:00.0 compute 3" in conf
+
+
+def test_settings_plan_removed_setting_restores_defaults():
+    gpus = _clock_gpus({"0000:21:00.0": [210, 1695]})
+    gpus[0]["compute_mode"] = "prohibited"
+    plan = gpufacts.plan_gpu_settings(gpus, None, {}, None)
+    assert plan["errors"] == [] and plan["configured"] == {}
+    assert [g["clocks_change"] for g in plan["gpus"]] == [None, "reset", None]
+    assert [g["compute_change"] for g in plan["gpus"]] == [True, False, False]
+    assert plan["gpus"][0]["compute_target"] == "default"
+
+
+def test_settings_plan_refuses_out_of_range_naming_gpu_range_and_key():
+    plan = gpufacts.plan_gpu_settings(_clock_gpus(), None, {2: {"min": 210, "max": 2500},
+                                                            7: {"min": 210, "max": 1500}})
+    assert len(plan["errors"]) == 2
+    bad = [e for e in plan["errors"] if "outside" in e][0]
+    assert "GPU 2 (0000:41:00.0" in bad and "0-2100 MHz" in bad
+    assert "rig_gpu_clock_lock_overrides[2]" in bad and "210-2500 MHz" in bad
+    assert any("[7] names no GPU" in e for e in plan["errors"])
+    gpus = _clock_gpus()
+    for g in gpus:
+        g["clocks"] = {"max_sm_mhz": None, "max_graphics_mhz": None, "locked_mhz": None}
+        g["compute_mode"] = None
+    errors = gpufacts.plan_gpu_settings(gpus, {"min": 210, "max": 1500}, {}, "prohibited")["errors"]
+    assert len(errors) == 6 and all("no NVIDIA driver" in e for e in errors)
+    assert gpufacts.plan_gpu_settings(gpus, None, {}, None)["errors"] == []
+
+
+def test_clock_record_round_trip(tmp_path):
+    assert gpufacts.read_clock_record(str(tmp_path)) == {}
+    gpufacts.write_clock_record({"0000:01:00.0": [210, 1695]}, str(tmp_path))
+    assert gpufacts.read_clock_record(str(tmp_path)) == {"0000:01:00.0": [210, 1695]}
+    # what the boot script writes (shell, no spaces inside the pair, 8-digit domain)
+    path = tmp_path / gpufacts.CLOCKS_RECORD.lstrip("/")
+    path.write_text('{"00000000:21:00.0": [210,1500], "bogus": [1]}\n')
+    assert gpufacts.read_clock_record(str(tmp_path)) == {"0000:21:00.0": [210, 1500]}
+    gpufacts.write_clock_record({}, str(tmp_path))
+    assert not path.exists()
+
+
+def test_merge_on_sim_reads_compute_mode_and_max_clocks(tmp_path):
+    gpus = sim_facts(tmp_path, "2x4090")["gpus"]
+    assert {g["compute_mode"] for g in gpus} == {"default"}
+    assert {g["clocks"]["max_sm_mhz"] for g in gpus} == {3105}
+    assert {g["clocks"]["locked_mhz"] for g in gpus} == {None}
+
+
 @pytest.mark.parametrize("text,expected", [
     ("GPU0 GPU1 GPU2\nGPU0 X CNS CNS\nGPU1 CNS X OK\nGPU2 CNS OK X\n", {0: True, 1: False, 2: False}),
     ("GPU0 GPU1\nGPU0 X OK\nGPU1 OK X\n", {0: False, 1: False}),

@@ -368,6 +368,15 @@ def test_wrong_types(in_tmp, var, expected):
         ("rig_gpu_count: 17", "17 is above the maximum 16"),
         ("rig_min_free_disk_gib: 0", "0 is below the minimum 1"),
         ("rig_power_limit_overrides: {0: 99}", "99 is below the minimum 100"),
+        ("rig_gpu_clock_lock_mhz: {min: 1695, max: 210}", "min 1695 MHz is above max 210 MHz"),
+        ("rig_gpu_clock_lock_mhz: {min: 210}", "a clock lock needs min and max (missing: max)"),
+        ("rig_gpu_clock_lock_mhz: {min: 50, max: 1695}", "50 is below the minimum 100"),
+        ("rig_gpu_clock_lock_mhz: {min: 210, max: 5000}", "5000 is above the maximum 4000"),
+        ("rig_gpu_clock_lock_mhz: {min: 210, max: 1695, boost: 1}", "unknown key 'boost'"),
+        ("rig_gpu_clock_lock_overrides: {0: {min: 900, max: 800}}",
+         "min 900 MHz is above max 800 MHz"),
+        ("rig_compute_mode: exclusive", "'exclusive' is not a valid value; did you mean "
+         "'exclusive_process'?"),
     ],
 )
 def test_out_of_range(in_tmp, var, expected):
@@ -619,6 +628,17 @@ def test_override_index_beyond_gpu_count(in_tmp):
     assert "inv/host_vars/rig-a.yml:3: host 'rig-a': rig_power_limit_overrides[4]: GPU index 4 " \
            "does not exist on a rig with rig_gpu_count 4" in out
     assert "overrides[3]" not in out
+
+
+def test_clock_override_index_beyond_gpu_count(in_tmp):
+    write(in_tmp, {
+        "inv/hosts.yml": one_rig(group_vars="rig_gpu_count: 4\n"),
+        "inv/host_vars/rig-a.yml": "rig_gpu_clock_lock_overrides:\n  4: {min: 210, max: 1500}\n",
+    })
+    rc, out, _ = check("-i", "inv")
+    assert rc == 2
+    assert "rig_gpu_clock_lock_overrides[4]: GPU index 4 does not exist on a rig with " \
+           "rig_gpu_count 4" in out
 
 
 def test_nccl_socket_ifname_in_two_places(in_tmp):

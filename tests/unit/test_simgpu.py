@@ -549,6 +549,60 @@ def test_power_limit_needs_root(sim):
     assert rig.run("--query-gpu=power.limit", "--format=csv", root=False).returncode == 0
 
 
+def test_lock_and_reset_clocks(sim):
+    rig = sim("4x3090")
+    out = rig.ok("-i", "0", "-lgc", "210,1695")
+    assert out == ('GPU clocks set to "(gpcClkMin 210, gpcClkMax 1695)" for GPU 00000000:01:00.0\n'
+                   "All done.\n")
+    status = json.loads(rig.ok("status", "--json", tool="rigctl-simgpu"))
+    assert [g["locked_clocks_mhz"] for g in status["gpus"]] == [[210, 1695], None, None, None]
+    rig.ok("-rgc", "-i", "0")
+    status = json.loads(rig.ok("status", "--json", tool="rigctl-simgpu"))
+    assert {str(g["locked_clocks_mhz"]) for g in status["gpus"]} == {"None"}
+    rows = rig.query(fields=["clocks.max.sm", "clocks.max.graphics"])
+    assert {(r["clocks.max.sm"], r["clocks.max.graphics"]) for r in rows} == {(2100, 2100)}
+
+
+@pytest.mark.parametrize("profile,top", [("4x3090", 2100), ("2x4090", 3105), ("8x5090", 3090)])
+def test_clock_lock_out_of_range_is_refused_and_changes_nothing(sim, profile, top):
+    rig = sim(profile)
+    assert {r["clocks.max.sm"] for r in rig.query(fields=["clocks.max.sm"])} == {top}
+    result = rig.run("-lgc", f"210,{top + 1}")
+    assert result.returncode == 2
+    assert "00000000:" in result.stdout and f"0-{top} MHz" in result.stdout
+    assert not rig.state_file.exists()
+    assert rig.run("-lgc", "1695,210").returncode == 2  # min above max
+    assert rig.run("-lgc", "1695").returncode == 2  # not a pair
+    rig.ok("-lgc", f"210,{top}")
+
+
+def test_clocks_and_compute_mode_need_root(sim):
+    rig = sim("4x3090")
+    for args in (("-lgc", "210,1695"), ("-rgc",), ("-c", "3")):
+        result = rig.run(*args, root=False)
+        assert result.returncode == 4 and "Insufficient Permissions" in result.stdout, args
+    assert not rig.state_file.exists()
+    # already in the wanted mode: fine without root, like -pm
+    assert rig.run("-c", "0", root=False).returncode == 0
+
+
+def test_compute_mode_numbers_and_names(sim):
+    rig = sim("4x3090")
+    out = rig.ok("-c", "3", "-i", "1")
+    assert out == "Set compute mode to EXCLUSIVE_PROCESS for GPU 00000000:21:00.0.\nAll done.\n"
+    assert "already set to EXCLUSIVE_PROCESS" in rig.ok("-c", "EXCLUSIVE_PROCESS", "-i", "1")
+    rig.ok("-c", "prohibited", "-i", "2")
+    rows = rig.query(fields=["compute_mode"])
+    assert [r["compute_mode"] for r in rows] == ["Default", "Exclusive_Process", "Prohibited",
+                                                 "Default"]
+    q = rig.ok("-q", "-d", "COMPUTE", "-i", "1")
+    assert "Exclusive_Process" in q
+    assert rig.run("-c", "1").returncode == 2  # EXCLUSIVE_THREAD is gone
+    assert rig.run("-c", "bogus").returncode == 2
+    rig.ok("reset", tool="rigctl-simgpu")  # a reboot drops it, like the real driver
+    assert {r["compute_mode"] for r in rig.query(fields=["compute_mode"])} == {"Default"}
+
+
 def test_state_survives_calls_and_a_reboot_drops_it(sim):
     rig = sim("2x4090")
     rig.ok("-pl", "300", "-i", "1")
@@ -659,7 +713,7 @@ def test_bad_field_is_the_real_error(sim):
 @pytest.mark.parametrize(
     "args",
     [("-x",), ("-q", "-d", "ECC"), ("topo", "-mp"), ("--query-gpu=index", "--format=xml"),
-     ("-lgc", "210,1500"), ("nvlink", "-s")],
+     ("-lmc", "405,9751"), ("nvlink", "-s")],
 )
 def test_unsupported_options_say_simulator(sim, args):
     result = sim().run(*args)

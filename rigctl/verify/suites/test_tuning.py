@@ -1,8 +1,12 @@
-"""GPU tuning: persistence through nvidia-persistenced, power limits now and at boot.
+"""GPU tuning: persistence through nvidia-persistenced; power limits, clock locks and
+compute mode now and at boot.
 
 On a lab rig these read the simulated GPU layer: a passed power-limit check there means
 "the role set the simulated limit and the boot unit re-applies it" (the results table marks
-the rig simulated); nvidia-persistenced there is the lab's stand-in unit.
+the rig simulated); nvidia-persistenced there is the lab's stand-in unit. Locked clocks
+cannot be read back through nvidia-smi on every driver: the clock-lock check compares the
+inventory with what rigctl recorded it applied since boot (/run/rigctl/gpu-clocks.json)
+and, on a lab rig, with the simulator's own state.
 """
 
 import json
@@ -17,12 +21,18 @@ _GPU_FACTS: dict = {}
 
 @pytest.fixture
 def gpu_facts(host, rig_vars):
-    """gpu_facts module output with the inventory's power-limit plan, once per host."""
+    """gpu_facts module output with the inventory's power-limit and settings plans, once
+    per host."""
     name = host.backend.get_hostname()
     if name not in _GPU_FACTS:
-        args = {"plan": True, "power_limit_overrides": rig_vars.get("rig_power_limit_overrides") or {}}
+        args = {"plan": True, "power_limit_overrides": rig_vars.get("rig_power_limit_overrides") or {},
+                "clock_lock_overrides": rig_vars.get("rig_gpu_clock_lock_overrides") or {}}
         if rig_vars.get("rig_power_limit_w") is not None:
             args["power_limit_w"] = rig_vars["rig_power_limit_w"]
+        if rig_vars.get("rig_gpu_clock_lock_mhz") is not None:
+            args["clock_lock_mhz"] = rig_vars["rig_gpu_clock_lock_mhz"]
+        if rig_vars.get("rig_compute_mode") is not None:
+            args["compute_mode"] = rig_vars["rig_compute_mode"]
         result = host.ansible("gpu_facts", json.dumps(args), become=True, check=False)
         if result.get("failed") or "ansible_facts" not in result:
             pytest.fail(f"gpu_facts failed on {name}: {result.get('msg') or result}")
@@ -66,31 +76,87 @@ def test_power_limit_applied(gpu_facts):
            found="; ".join(wrong), fix="run `rigctl provision host HOST` (role gpu_tuning)")
 
 
-def test_power_limit_unit_enabled(host, gpu_facts):
-    plan = gpu_facts["rig_gpu_power_plan"]
-    unit = gpu_facts["rig_gpus"]["power_unit"]  # systemctl show (testinfra raises on no unit)
+def _boot_conf(host):
+    """What the boot unit's file lists: ({bus: watts}, {bus: [min, max]}, {bus: -c number})."""
     conf = host.file(gpufacts.POWER_CONF)
-    if not plan["configured"]:
-        expect(not conf.exists and not unit["present"],
-               "no power limit configured: no boot unit (cards at their default limit)",
-               expected="no boot unit", found=f"conf exists={conf.exists}, unit={unit}",
-               fix="run `rigctl provision host HOST` (it removes the unit)")
-        return
-    listed = {}
+    power, clocks, compute = {}, {}, {}
     for line in conf.content_string.splitlines() if conf.exists else []:
         parts = line.split("#")[0].split()
         if len(parts) == 2:
-            listed[parts[0]] = float(parts[1])
+            power[parts[0]] = float(parts[1])
+        elif len(parts) == 3 and parts[1] == "clocks":
+            clocks[parts[0]] = [int(x) for x in parts[2].split(",")]
+        elif len(parts) == 3 and parts[1] == "compute":
+            compute[parts[0]] = int(parts[2])
+    return conf.exists, power, clocks, compute
+
+
+def _boot_settings(gpu_facts):
+    return bool(gpu_facts["rig_gpu_power_plan"]["configured"]
+                or gpu_facts["rig_gpu_settings_plan"]["configured"])
+
+
+def test_power_limit_unit_enabled(host, gpu_facts):
+    plan = gpu_facts["rig_gpu_power_plan"]
+    settings = gpu_facts["rig_gpu_settings_plan"]
+    unit = gpu_facts["rig_gpus"]["power_unit"]  # systemctl show (testinfra raises on no unit)
+    exists, power, clocks, compute = _boot_conf(host)
+    if not _boot_settings(gpu_facts):
+        expect(not exists and not unit["present"],
+               "no power limit, clock lock or compute mode configured: no boot unit (cards at "
+               "their defaults)",
+               expected="no boot unit", found=f"conf exists={exists}, unit={unit}",
+               fix="run `rigctl provision host HOST` (it removes the unit)")
+        return
     want = {bus: float(w) for bus, w in plan["configured"].items()}
-    expect(unit["enabled"] and listed == want,
-           f"{gpufacts.POWER_UNIT} enabled and {gpufacts.POWER_CONF} lists every configured limit",
-           expected=f"enabled, {want}", found=f"enabled={unit['enabled']}, {listed}",
+    want_clocks = {bus: c["clocks"] for bus, c in settings["configured"].items() if "clocks" in c}
+    want_compute = {bus: c["compute"] for bus, c in settings["configured"].items() if "compute" in c}
+    expect(unit["enabled"] and (power, clocks, compute) == (want, want_clocks, want_compute),
+           f"{gpufacts.POWER_UNIT} enabled and {gpufacts.POWER_CONF} lists every configured "
+           "power limit, clock lock and compute mode",
+           expected=f"enabled, {want}, clocks {want_clocks}, compute {want_compute}",
+           found=f"enabled={unit['enabled']}, {power}, clocks {clocks}, compute {compute}",
            fix="run `rigctl provision host HOST` (role gpu_tuning)")
 
 
+def test_clock_lock_applied(host, rig_vars, gpu_facts):
+    if rig_vars.get("rig_gpu_clock_lock_mhz") is None and not rig_vars.get(
+            "rig_gpu_clock_lock_overrides"):
+        pytest.skip("no clock lock configured (rig_gpu_clock_lock_mhz)")
+    settings = gpu_facts["rig_gpu_settings_plan"]
+    expect(not settings["errors"], "the inventory's clock locks fit the cards",
+           expected="no errors", found=settings["errors"],
+           fix="fix rig_gpu_clock_lock_mhz / rig_gpu_clock_lock_overrides")
+    wrong = [f"GPU {g['index']} ({g['bus_id']}): recorded {g['clocks_current']}, want "
+             f"{g['clocks_target']} ({g['clocks_source']})"
+             for g in settings["gpus"] if g["clocks_change"]]
+    if gpu_facts["rig_gpus"]["simulation"]:
+        # A lab rig can say what is really locked: the simulator's own state.
+        status = json.loads(host.check_output("rigctl-simgpu status --json"))
+        actual = {g["bus_id"].lower()[4:]: g["locked_clocks_mhz"] for g in status["gpus"]}
+        wrong += [f"GPU {g['index']} ({g['bus_id']}): simulator has {actual.get(g['bus_id'])}, "
+                  f"want {g['clocks_target']}" for g in settings["gpus"]
+                  if actual.get(g["bus_id"]) != g["clocks_target"]]
+    expect(not wrong, "every GPU's core clocks locked as planned (nvidia-smi -lgc; recorded in "
+           f"{gpufacts.CLOCKS_RECORD})", expected="all locked at target",
+           found="; ".join(wrong),
+           fix=f"run `rigctl provision host HOST`; after a reboot: journalctl -b -u {gpufacts.POWER_UNIT}")
+
+
+def test_compute_mode_applied(rig_vars, gpu_facts):
+    if rig_vars.get("rig_compute_mode") in (None, "default"):
+        pytest.skip("rig_compute_mode not configured (GPUs in the Default mode)")
+    settings = gpu_facts["rig_gpu_settings_plan"]
+    wrong = [f"GPU {g['index']} ({g['bus_id']}): {g['compute_current']}, want {g['compute_target']}"
+             for g in settings["gpus"] if g["compute_change"] or g["compute_current"] is None]
+    expect(not wrong, "every GPU in the configured compute mode (nvidia-smi --query-gpu=compute_mode)",
+           expected=f"all {rig_vars['rig_compute_mode']}", found="; ".join(wrong),
+           fix=f"run `rigctl provision host HOST`; after a reboot: journalctl -b -u {gpufacts.POWER_UNIT}")
+
+
 def test_power_limit_unit_ran_this_boot(host, gpu_facts):
-    if not gpu_facts["rig_gpu_power_plan"]["configured"]:
-        pytest.skip("no power limit configured")
+    if not _boot_settings(gpu_facts):
+        pytest.skip("no power limit, clock lock or compute mode configured")
     state = gpu_facts["rig_gpus"]["power_unit"]
     started = host.run(f"systemctl show -p ExecMainStartTimestampMonotonic --value {gpufacts.POWER_UNIT}")
     expect(state["active"] and state["result"] == "success",
