@@ -298,6 +298,8 @@ def userspace_versions(root="/"):
     versions = set()
     for pattern in (
         "usr/lib/*/libnvidia-ml.so.*.*",
+        # Debian's packages: the real file sits behind the `nvidia` alternative
+        "usr/lib/*/nvidia/current/libnvidia-ml.so.*.*",
         "usr/lib64/libnvidia-ml.so.*.*",
         "usr/lib/libnvidia-ml.so.*.*",
     ):

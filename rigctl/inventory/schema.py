@@ -285,6 +285,32 @@ VARIABLES: tuple[Field, ...] = (
         section=_S_DRIVER,
         example="https://mirror.example.com/nvidia-cuda/ubuntu2404/x86_64/",
     ),
+    Field(
+        "rig_driver_mirror_key_fingerprint",
+        "str",
+        "Fingerprint (40 hex digits) of the key that signs the mirror at "
+        "`rig_driver_mirror_url`, for a mirror re-signed with your own key. Null: the "
+        "mirror carries NVIDIA's own CUDA repository key, whose fingerprint rigctl pins. "
+        "A key whose fingerprint differs is refused before apt trusts it.",
+        nullable=True,
+        pattern=r"^[0-9A-Fa-f]{40}$",
+        format_help="40 hexadecimal digits (gpg --show-keys --with-colons KEYFILE, the fpr line)",
+        roles=("nvidia_driver",),
+        section=_S_DRIVER,
+        example="EB693B3035CD5710E231E123A4B469963BF863CC",
+    ),
+    Field(
+        "rig_driver_secure_boot_signing",
+        "bool",
+        "With Secure Boot on, sign the kernel modules rigctl builds (the patched P2P "
+        "module) with a machine-owner key generated once per rig; you enroll it once at "
+        "the console (rigctl prints the steps). False: refuse to build on a rig with "
+        "Secure Boot on, where an unsigned module would not load.",
+        default=True,
+        roles=("nvidia_driver",),
+        section=_S_DRIVER,
+        example=True,
+    ),
     # --- p2p
     Field(
         "rig_p2p_source",
@@ -300,7 +326,9 @@ VARIABLES: tuple[Field, ...] = (
                 "catalog",
                 "str",
                 "Name of a known patched source (see the catalog below); it fixes url, "
-                "branch and commit.",
+                "branch and commit. With `catalog`, `url` may name a local mirror of that "
+                "fork (air-gapped fleets); branch and pinned commit still come from the "
+                "catalog and are verified after the fetch.",
                 nullable=True,
                 choices=tuple(P2P_CATALOG),
             ),
@@ -598,12 +626,13 @@ VARIABLES: tuple[Field, ...] = (
         "rig_apt_mirror_url",
         "str",
         "URL of a mirror of the distribution's apt archive (Debian or Ubuntu) for "
-        "air-gapped fleets: build tools, kernel headers and `debian`-source packages come "
-        "from there. Null: use the apt sources already configured on the rig.",
+        "air-gapped fleets. Reserved for the CUDA and NCCL roles (not part of rigctl yet); "
+        "today the driver role uses the apt sources already configured on the rig, so "
+        "point those at your mirror.",
         nullable=True,
         pattern=APT_URL_RE,
         format_help="an http://, https:// or file:// URL",
-        roles=("nvidia_driver", "cuda", "nccl"),
+        roles=("cuda", "nccl"),
         section=_S_MIRROR,
         example="http://mirror.example.com/ubuntu/",
     ),
@@ -925,7 +954,8 @@ look like a rig variable without the `rig_` prefix.
 ## Rules between variables
 
 - `rig_driver_flavor: p2p` needs `rig_driver_version` and `rig_p2p_source`.
-- `rig_p2p_source` takes `catalog`, or `url` and `branch` (and `commit`), never both.
+- `rig_p2p_source` takes `catalog` (optionally with `url`, a mirror of that fork), or
+  `url`, `branch` and `commit`; `branch`/`commit` never go with `catalog`.
 - The driver version in the P2P branch name (`570.86.16-p2p`) or of the catalog entry must
   equal `rig_driver_version`.
 - `rig_p2p_source` on an `open` rig is ignored (a warning).

@@ -240,16 +240,14 @@ def _p2p_source_shape(value: dict, pairs, name: str) -> Iterator[Issue]:
         return pairs.get(k, (None, None))[0]
 
     catalog, url = value.get("catalog"), value.get("url")
-    if catalog is not None and url is not None:
-        yield Issue("set either catalog or url/branch/commit, not both",
-                    "keep catalog (it fixes url, branch and commit) or remove it",
-                    node("url"), f"{name}.url")
-        return
     if catalog is not None:
+        # With a catalog entry, `url` may only point at a mirror of that fork (air-gapped
+        # fleets): the entry still fixes the branch and the pinned commit, which the role
+        # verifies after fetching from the mirror.
         for k in ("branch", "commit"):
             if value.get(k) is not None:
                 yield Issue(f"{k} cannot be combined with catalog (the catalog entry fixes "
-                            "url, branch and commit)",
+                            "branch and commit; url may name a mirror of its fork)",
                             f"remove {k}, or replace catalog with url/branch/commit",
                             node(k), f"{name}.{k}")
         return

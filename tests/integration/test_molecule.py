@@ -18,10 +18,12 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 # Steps some scenarios run on top of the common sequence.
 EXTRA_STEPS = {
     "gpu_tuning": ("side_effect",),
+    "nvidia_driver_open": ("prepare",),
+    "nvidia_driver_p2p": ("prepare", "side_effect"),
 }
 
 
-@pytest.mark.parametrize("scenario", ["default", "gpu_tuning"])
+@pytest.mark.parametrize("scenario", ["default", "gpu_tuning", "nvidia_driver_open", "nvidia_driver_p2p"])
 def test_molecule_scenario(scenario):
     bindir = Path(sys.executable).parent
     env = dict(

@@ -445,7 +445,28 @@ def test_p2p_source_shape(in_tmp):
     assert rc == 2
     assert "rig_p2p_source.brnch: unknown key 'brnch' in rig_p2p_source" in out
     assert "did you mean 'branch'?" in out
-    assert "set either catalog or url/branch/commit, not both" in out
+
+
+def test_p2p_catalog_with_mirror_url(in_tmp):
+    """A catalog entry may be fetched from a local mirror; branch and commit stay pinned."""
+    rc, out, _ = check_text(one_rig(group_vars="""\
+        rig_driver_flavor: p2p
+        rig_driver_version: "570.86.16"
+        rig_p2p_source:
+          catalog: aikitoria-570.86.16
+          url: file:///srv/mirrors/open-gpu-kernel-modules.git
+        """))
+    assert rc == 0, out
+    rc, out, _ = check_text(one_rig(group_vars="""\
+        rig_driver_flavor: p2p
+        rig_driver_version: "570.86.16"
+        rig_p2p_source:
+          catalog: aikitoria-570.86.16
+          url: file:///srv/mirrors/open-gpu-kernel-modules.git
+          commit: 0e943687150e438f265b6fe2b0f6b8bae66050fe
+        """))
+    assert rc == 2
+    assert "commit cannot be combined with catalog" in out
 
 
 def test_p2p_source_unknown_catalog_and_bad_url(in_tmp):

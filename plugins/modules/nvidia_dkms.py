@@ -1,0 +1,223 @@
+#!/usr/bin/python
+"""Ansible module: build and install an NVIDIA kernel module with DKMS for the target
+kernels, safely (rigctl.core.driver)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nvidia_dkms
+short_description: Build and install an NVIDIA kernel module with DKMS, never half-done
+description:
+  - C(state=built) registers a source tree under its own DKMS name and builds it for every
+    target kernel without installing it; a failed build unregisters it again, leaves the
+    installed driver as it was and fails with the build log's relevant lines.
+  - C(state=installed) also installs it for every target kernel, then checks which module
+    file each target kernel resolves (no stock module may shadow it) and writes the
+    provenance record.
+  - C(state=absent) removes every version registered under the name.
+  - Nothing is rebuilt when DKMS already has the version built or installed for a kernel.
+  - Runs depmod only for the target kernels (DKMS does), never loads a module.
+options:
+  name: {description: DKMS module name., type: str, required: true}
+  version: {description: DKMS version (required unless state=absent)., type: str}
+  source: {description: Tree to register (copied to /usr/src/NAME-VERSION without .git)., type: path}
+  kernels: {description: Target kernels., type: list, elements: str, default: []}
+  state:
+    description: What to make true.
+    type: str
+    default: installed
+    choices: [built, installed, absent]
+  remove_other_versions:
+    description: Remove other versions of NAME once this one is installed.
+    type: bool
+    default: false
+  expect_module:
+    description: Module name the target kernels must resolve to this build (shadowing check).
+    type: str
+  provenance: {description: Record to write once installed (build_time is added)., type: dict}
+"""
+
+RETURN = r"""
+built: {description: Kernels built in this run., returned: always, type: list}
+installed: {description: Kernels installed in this run., returned: always, type: list}
+resolved: {description: Per kernel, the module file it resolves., returned: when checked, type: dict}
+"""
+
+import os
+import shutil
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.rigctl.core import driver, hostfacts
+
+
+def dkms_states(name):
+    rc, out, _ = hostfacts.run(["dkms", "status", "-m", name], timeout=120)
+    states = {}
+    for e in hostfacts.parse_dkms_status(out if rc == 0 else ""):
+        if e["module"] == name:
+            states.setdefault(e["version"], {})[e["kernel"]] = e["state"]
+    return states
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "version": {"type": "str"},
+            "source": {"type": "path"},
+            "kernels": {"type": "list", "elements": "str", "default": []},
+            "state": {"type": "str", "default": "installed",
+                      "choices": ["built", "installed", "absent"]},
+            "remove_other_versions": {"type": "bool", "default": False},
+            "expect_module": {"type": "str"},
+            "provenance": {"type": "dict"},
+        },
+        required_if=[("state", "built", ["version"]), ("state", "installed", ["version"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    name, version, state = p["name"], p["version"], p["state"]
+    dkms = module.get_bin_path("dkms", required=state != "absent")
+    result = {"changed": False, "built": [], "installed": [], "removed": []}
+
+    def dk(args, what):
+        rc, out, err = module.run_command([dkms] + args, environ_update={"LC_ALL": "C"})
+        return rc, out, err
+
+    states = dkms_states(name) if dkms else {}
+
+    def remove_version(ver):
+        result["changed"] = True
+        result["removed"].append(ver)
+        if module.check_mode:
+            return
+        dk(["remove", "-m", name, "-v", ver, "--all"], "remove")
+        shutil.rmtree(f"/usr/src/{name}-{ver}", ignore_errors=True)
+        shutil.rmtree(f"/var/lib/dkms/{name}/{ver}", ignore_errors=True)
+
+    if state == "absent":
+        for ver in sorted(states):
+            remove_version(ver)
+        for path in [d for d in os.listdir("/usr/src") if d.startswith(name + "-")]:
+            if os.path.isfile(os.path.join("/usr/src", path, "dkms.conf")):
+                result["changed"] = True
+                if not module.check_mode:
+                    shutil.rmtree(os.path.join("/usr/src", path), ignore_errors=True)
+        if os.path.exists(driver.PROVENANCE_PATH) and name == driver.P2P_DKMS_NAME:
+            result["changed"] = True
+            if not module.check_mode:
+                os.unlink(driver.PROVENANCE_PATH)
+        module.exit_json(**result)
+
+    kernels = p["kernels"]
+    if not kernels:
+        module.fail_json(msg="no target kernel to build for", **result)
+    have = states.get(version, {})
+    srcdir = f"/usr/src/{name}-{version}"
+    registered = version in states or os.path.isfile(os.path.join(srcdir, "dkms.conf"))
+    to_build = [k for k in kernels if have.get(k) not in ("built", "installed")]
+    to_install = [k for k in kernels if have.get(k) != "installed"] if state == "installed" else []
+    if module.check_mode:
+        result.update(changed=bool(to_build or to_install or not registered),
+                      built=to_build, installed=to_install)
+        module.exit_json(**result)
+
+    added_now = False
+    if not registered:
+        if not p["source"]:
+            module.fail_json(msg=f"{name}/{version} is not registered with DKMS and no source "
+                                 "was given", **result)
+        shutil.rmtree(srcdir, ignore_errors=True)
+        shutil.copytree(p["source"], srcdir, symlinks=True,
+                        ignore=shutil.ignore_patterns(".git"))
+        if not os.path.isfile(os.path.join(srcdir, "dkms.conf")) or name == driver.P2P_DKMS_NAME:
+            with open(os.path.join(srcdir, "dkms.conf"), "w") as fh:
+                fh.write(driver.dkms_conf(name, version))
+        rc, out, err = dk(["add", "-m", name, "-v", version], "add")
+        if rc != 0 and "already added" not in (out + err):
+            shutil.rmtree(srcdir, ignore_errors=True)
+            module.fail_json(msg=f"dkms add {name}/{version} failed: {(err or out).strip()}",
+                             **result)
+        added_now = True
+        result["changed"] = True
+
+    build_time = None
+    for k in to_build:
+        started = time.time()
+        rc, out, err = dk(["build", "-m", name, "-v", version, "-k", k], "build")
+        if rc != 0:
+            log_path = f"/var/lib/dkms/{name}/{version}/build/make.log"
+            log = hostfacts.read(log_path) or (out + "\n" + err)
+            keep = "/var/lib/rigctl/nvidia-p2p/last-failed-build.log"
+            try:
+                os.makedirs(os.path.dirname(keep), exist_ok=True)
+                with open(keep, "w") as fh:
+                    fh.write(log)
+            except OSError:
+                keep = log_path
+            lines = driver.relevant_build_lines(log)
+            if added_now or not any(s == "installed" for s in have.values()):
+                # never installed: unregister it, the driver in place stays as it was
+                dk(["remove", "-m", name, "-v", version, "--all"], "remove")
+                shutil.rmtree(srcdir, ignore_errors=True)
+            module.fail_json(
+                msg="building {} {} for kernel {} failed; the driver in place was not touched. "
+                    "Full log: {}. Relevant lines:\n{}".format(name, version, k, keep, "\n".join(lines)),
+                build_log_lines=lines, build_log=keep, kernel=k, **result)
+        result["built"].append(k)
+        result["changed"] = True
+        build_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        result.setdefault("build_seconds", {})[k] = round(time.time() - started, 1)
+
+    for k in to_install:
+        rc, out, err = dk(["install", "-m", name, "-v", version, "-k", k, "--force"], "install")
+        if rc != 0:
+            why = (err or out).strip()[-2000:]
+            module.fail_json(msg=f"dkms install {name}/{version} for {k} failed: {why}", **result)
+        result["installed"].append(k)
+        result["changed"] = True
+
+    if state == "installed" and p["remove_other_versions"]:
+        for ver in sorted(states):
+            if ver != version:
+                remove_version(ver)
+
+    if state == "installed" and p["expect_module"]:
+        resolved, bad = {}, []
+        for k in kernels:
+            info = driver.resolve_module(k)
+            resolved[k] = info
+            want = "/var/lib/dkms/{}/{}/{}/{}/module/{}.ko".format(
+                name, version, k, os.uname()[4], p["expect_module"])
+            fn = info["filename"] or ""
+            ok = info["name"] == p["expect_module"] and "/updates/dkms/" in fn
+            if ok and os.path.exists(want):
+                _, a, _ = hostfacts.run(["modinfo", "-F", "srcversion", fn])
+                _, b, _ = hostfacts.run(["modinfo", "-F", "srcversion", want])
+                ok = a.strip() == b.strip() and bool(a.strip())
+            if not ok:
+                bad.append("{} resolves {} ({})".format(k, fn or "nothing", info["name"]))
+        result["resolved"] = resolved
+        if bad:
+            module.fail_json(msg=f"the module built by DKMS ({name}/{version}) is not the one the "
+                                 f"target kernels load: {'; '.join(bad)}. Another module shadows "
+                                 "it: remove the stock NVIDIA kernel module package or the "
+                                 "modprobe redirect.", **result)
+
+    if state == "installed" and p["provenance"] is not None:
+        record = dict(p["provenance"])
+        old = driver.read_provenance() or {}
+        same_build = old.get("dkms_version") == version and old.get("build_time")
+        record["dkms_name"], record["dkms_version"] = name, version
+        record["kernels"] = sorted(kernels)
+        record["build_time"] = build_time or (old.get("build_time") if same_build else None) \
+            or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if driver.write_provenance(record):
+            result["changed"] = True
+        result["provenance"] = record
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

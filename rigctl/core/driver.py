@@ -1,0 +1,275 @@
+"""NVIDIA driver logic shared by the nvidia_driver role's modules, the suites and the CLI.
+
+Stdlib only, Python 3.9 syntax: shipped to managed hosts as module_utils. Pure functions
+first (versions, ``version.mk``, the P2P source a rig asks for, DKMS names, build logs),
+then the few host readers the modules and the verification suite share (which module file
+a kernel resolves, the provenance record).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+from . import catalog
+
+# Where the role records what it installed (read by `rigctl verify`).
+PROVENANCE_PATH = "/var/lib/rigctl/nvidia-driver.json"
+# The patched module is registered with DKMS under its own name, so it never collides with
+# a distribution's `nvidia`/`nvidia-current-open` DKMS package and kernel upgrades rebuild it.
+P2P_DKMS_NAME = "nvidia-p2p"
+# The kernel modules an open-gpu-kernel-modules tree builds (under kernel-open/).
+OPEN_MODULES = ("nvidia", "nvidia-uvm", "nvidia-modeset", "nvidia-drm", "nvidia-peermem")
+
+_VERSION_RE = re.compile(r"^\d{3}\.\d{1,3}(\.\d{1,3})?$")
+
+
+# --- versions -------------------------------------------------------------------------
+
+
+def version_tuple(version):
+    return tuple(int(p) for p in re.findall(r"\d+", version or ""))
+
+
+def is_driver_version(value):
+    return isinstance(value, str) and bool(_VERSION_RE.match(value))
+
+
+def parse_version_mk(text):
+    """The driver version a source tree states: ``NVIDIA_VERSION = 570.86.16`` in
+    ``version.mk``. Raises ValueError when the file does not say it."""
+    for line in text.splitlines():
+        m = re.match(r"^\s*NVIDIA_VERSION\s*[:?]?=\s*(\S+)\s*$", line)
+        if m:
+            value = m.group(1)
+            if not is_driver_version(value):
+                raise ValueError("version.mk: NVIDIA_VERSION is %r, not a driver version" % value)
+            return value
+    raise ValueError("version.mk has no NVIDIA_VERSION line")
+
+
+def deb_version_matches(deb_version, driver_version):
+    """Whether a Debian package version (``535.261.03-1``, ``535.261.03-1~deb12u1``,
+    ``1:535.261.03-0ubuntu1``) is a build of exactly this driver version."""
+    if not deb_version or not driver_version:
+        return False
+    upstream = deb_version.split(":", 1)[-1].rsplit("-", 1)[0]
+    return upstream == driver_version
+
+
+def apt_version_glob(driver_version):
+    """What ``apt-get install pkg=<glob>`` and apt preferences pin: every Debian revision
+    of exactly this upstream version (never 535.261.031)."""
+    return "%s-*" % driver_version
+
+
+# --- the P2P source a rig asks for ------------------------------------------------------
+
+
+def resolve_p2p_source(source):
+    """``rig_p2p_source`` as {name, url, branch, commit, catalog, driver_version,
+    generations}. Raises ValueError with a rig owner's message when it is incomplete."""
+    if not isinstance(source, dict):
+        raise ValueError("rig_p2p_source must be a mapping with catalog, or url/branch/commit")
+    name = source.get("catalog")
+    if name:
+        entry = catalog.lookup(name)
+        if entry is None:
+            raise ValueError("rig_p2p_source.catalog %r is not in the catalog (known: %s)"
+                             % (name, ", ".join(catalog.P2P_CATALOG)))
+        return {
+            "catalog": entry.name,
+            "url": source.get("url") or entry.url,  # a local mirror of the catalog's fork
+            "branch": entry.branch,
+            "commit": entry.commit,
+            "driver_version": entry.driver_version,
+            "generations": list(entry.generations),
+        }
+    missing = [k for k in ("url", "branch", "commit") if not source.get(k)]
+    if missing:
+        raise ValueError("rig_p2p_source needs catalog, or url, branch and commit (missing: %s)"
+                         % ", ".join(missing))
+    commit = source["commit"]
+    if not isinstance(commit, str) or not re.match(r"^[0-9a-f]{40}$", commit):
+        raise ValueError("rig_p2p_source.commit must be a full 40-character commit id (a "
+                         "quoted string: YAML reads an all-digit id as a number), got %r"
+                         % (commit,))
+    m = re.match(r"^(\d{3}\.\d{1,3}(?:\.\d{1,3})?)(?:-|$)", str(source["branch"]))
+    return {
+        "catalog": None,
+        "url": source["url"],
+        "branch": source["branch"],
+        "commit": commit,
+        "driver_version": m.group(1) if m else None,
+        "generations": [],
+    }
+
+
+def version_mismatch_message(source_version, userspace_version, source):
+    """The refusal when a patched tree's version.mk differs from the userspace version."""
+    where = "%s (branch %s, commit %s)" % (source.get("url"), source.get("branch"),
+                                           source.get("commit"))
+    msg = ("the patched source %s is driver %s (its version.mk), but the NVIDIA userspace "
+           "is %s (rig_driver_version): they must be the same version to the last digit, or "
+           "NVML fails with 'Driver/library version mismatch'. Nothing was changed."
+           % (where, source_version, userspace_version))
+    matches = catalog.entries_for_version(userspace_version)
+    if matches:
+        msg += " Catalog entry for %s: %s (rig_p2p_source: {catalog: %s})." % (
+            userspace_version, ", ".join(m.name for m in matches), matches[0].name)
+    else:
+        msg += " No catalog entry is built for %s." % userspace_version
+    same = catalog.entries_for_version(source_version)
+    if same:
+        msg += " For this source's version set rig_driver_version: \"%s\" (catalog entry %s)." % (
+            source_version, same[0].name)
+    return msg
+
+
+def p2p_dkms_version(driver_version, commit):
+    """DKMS version of a patched build: the driver version plus the commit, so another
+    commit of the same version is a new DKMS version, never a silent overwrite."""
+    return "%s-%s" % (driver_version, commit[:12])
+
+
+def dkms_conf(name, version, kernel_dir="kernel-open", modules=OPEN_MODULES):
+    """dkms.conf for an open-gpu-kernel-modules tree (fork layout: top-level Makefile with
+    a ``modules`` target, modules built under kernel-open/).
+
+    Debian splits the kernel headers into a build tree and a common source tree: the
+    conftest step needs both, so SYSSRC and SYSOUT are passed separately."""
+    lines = [
+        "# Written by rigctl (nvidia_driver role): the patched P2P kernel module.",
+        'PACKAGE_NAME="%s"' % name,
+        'PACKAGE_VERSION="%s"' % version,
+        'AUTOINSTALL="yes"',
+        "MAKE[0]=\"'make' -j$(nproc) modules SYSSRC=$(test -d /lib/modules/${kernelver}/source"
+        " && echo /lib/modules/${kernelver}/source || echo /lib/modules/${kernelver}/build)"
+        " SYSOUT=/lib/modules/${kernelver}/build\"",
+        "CLEAN=\"'make' clean\"",
+    ]
+    for i, mod in enumerate(modules):
+        lines.append('BUILT_MODULE_NAME[%d]="%s"' % (i, mod))
+        lines.append('BUILT_MODULE_LOCATION[%d]="%s/"' % (i, kernel_dir))
+        lines.append('DEST_MODULE_LOCATION[%d]="/updates/dkms"' % i)
+    return "\n".join(lines) + "\n"
+
+
+def relevant_build_lines(log, limit=25):
+    """The lines of a kernel build log that say what went wrong: compiler errors, missing
+    files, make's own errors; the log's tail when none match."""
+    lines = (log or "").splitlines()
+    pat = re.compile(r"(\berror:|fatal error|No such file|\*\*\*|undefined reference|"
+                     r"is undefined|Error \d+)")
+    picked = [ln for ln in lines if pat.search(ln)]
+    if not picked:
+        picked = lines[-limit:]
+    return [ln if len(ln) <= 300 else ln[:297] + "..." for ln in picked[:limit]]
+
+
+# --- target kernels -----------------------------------------------------------------------
+
+
+def target_kernels(kernel_facts):
+    """The kernels to build for, and the kernels that lack headers.
+
+    Targets are the installed kernels: those with an image in /boot or a module tree with
+    modules of their own, plus those whose headers are installed. The running kernel counts
+    only when it is installed here (in a container it is the host's, not a Debian kernel).
+    Returns (targets, missing_headers)."""
+    with_headers = set(kernel_facts.get("with_headers") or [])
+    installed = set(kernel_facts.get("images") or [])
+    for k in kernel_facts.get("module_dirs") or []:
+        if os.path.isdir(os.path.join("/lib/modules", k, "kernel")):
+            installed.add(k)
+    targets = sorted(installed | with_headers, key=version_tuple)
+    missing = [k for k in targets if k not in with_headers]
+    return targets, missing
+
+
+def headers_package(kernel, pattern="linux-headers-%s"):
+    return pattern % kernel
+
+
+# --- host readers -------------------------------------------------------------------------
+
+
+def _run(argv):
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ, LC_ALL="C"))
+    except OSError as exc:
+        return 127, "", str(exc)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def modprobe_target(config_text, name="nvidia"):
+    """The module `modprobe <name>` really loads, from `modprobe -c` output: Debian renames
+    its stock module (nvidia-current-open) and redirects with ``install nvidia modprobe -i
+    nvidia-current-open``; without such a line it is <name> itself."""
+    for line in config_text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "install" and parts[1] == name:
+            m = re.search(r"modprobe\s+(?:-\S+\s+)*-i\s+([\w-]+)", line)
+            if m:
+                return m.group(1)
+        if len(parts) == 3 and parts[0] == "alias" and parts[1] == name:
+            return parts[2]
+    return name
+
+
+def resolve_module(kernel, name=None):
+    """Which file `modprobe nvidia` would load for this kernel: {name, filename, version,
+    license, location} (filename None when nothing resolves)."""
+    if name is None:
+        rc, out, _ = _run(["modprobe", "-c"])
+        name = modprobe_target(out if rc == 0 else "")
+    rc, out, _ = _run(["modinfo", "-k", kernel, name])
+    info = {"kernel": kernel, "name": name, "filename": None, "version": None,
+            "license": None, "location": None}
+    if rc != 0:
+        return info
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key in ("filename", "version", "license") and info[key] is None:
+            info[key] = value
+    fn = info["filename"] or ""
+    if "/updates/dkms/" in fn or "/updates/" in fn:
+        info["location"] = "dkms"
+    elif "/kernel/" in fn:
+        info["location"] = "kernel"
+    else:
+        info["location"] = "other" if fn else None
+    return info
+
+
+def read_provenance(path=PROVENANCE_PATH):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def write_provenance(record, path=PROVENANCE_PATH):
+    """Write the record; False when the file already says the same (ignoring the build
+    time, which only changes with a build)."""
+    old = read_provenance(path)
+    if old is not None:
+        a = dict(old)
+        b = dict(record)
+        for key in ("build_time",):
+            a.pop(key, None)
+            b.pop(key, None)
+        if a == b and (record.get("build_time") is None or old.get("build_time")):
+            return False
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(record, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return True

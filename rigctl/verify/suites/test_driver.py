@@ -1,0 +1,187 @@
+"""The NVIDIA driver, one test per fact a rig owner cares about: version, flavor, which
+module file each target kernel resolves, provenance of a patched build, holds, nouveau.
+
+Rigs whose inventory leaves rig_driver_version null are not managed: these checks skip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rigctl.core import driver
+from rigctl.verify.checks import expect, skip_unless_real_gpu
+
+
+@pytest.fixture
+def want(rig_vars) -> dict:
+    if rig_vars.get("rig_driver_version") is None:
+        pytest.skip("rig_driver_version is null: the driver is not managed on this rig")
+    return rig_vars
+
+
+@pytest.fixture
+def provenance(host) -> dict | None:
+    f = host.file(driver.PROVENANCE_PATH)
+    if not f.exists:
+        return None
+    try:
+        return json.loads(f.content_string)
+    except ValueError:
+        return None
+
+
+@pytest.fixture
+def targets(rig_facts) -> list[str]:
+    return driver.target_kernels(rig_facts["kernel"])[0]
+
+
+@pytest.fixture
+def resolved(host, targets) -> dict:
+    """Per target kernel: which module `modprobe nvidia` loads and its modinfo fields."""
+    with host.sudo():
+        config = host.run("modprobe -c").stdout
+    name = driver.modprobe_target(config)
+    out = {}
+    for k in targets:
+        with host.sudo():
+            r = host.run("modinfo -k %s %s", k, name)
+        info = {"name": name, "filename": None, "version": None, "license": None}
+        for line in r.stdout.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in info and info[key.strip()] is None:
+                info[key.strip()] = value.strip()
+        out[k] = info
+    return out
+
+
+def test_driver_target_kernels_have_headers(rig_facts, want):
+    targets, missing = driver.target_kernels(rig_facts["kernel"])
+    expect(
+        bool(targets) and not missing,
+        "every target kernel has headers (DKMS rebuilds the module for it)",
+        expected="at least one kernel, all with headers",
+        found={"targets": targets, "without headers": missing},
+        fix="install linux-headers-<kernel> for each kernel listed, then `rigctl provision`",
+    )
+
+
+def test_driver_userspace_version(rig_facts, want):
+    found = rig_facts["driver"]["userspace_versions"]
+    expect(
+        found == [want["rig_driver_version"]],
+        "the NVIDIA userspace is exactly the version asked for",
+        expected=want["rig_driver_version"],
+        found=found or "none installed",
+        fix="run `rigctl provision host HOST`",
+    )
+
+
+def test_driver_module_resolves_for_every_target_kernel(resolved, want):
+    bad = {k: v["filename"] for k, v in resolved.items()
+           if not v["filename"] or v["version"] != want["rig_driver_version"]}
+    expect(
+        not bad and bool(resolved),
+        "every target kernel resolves an NVIDIA module of the version asked for",
+        expected=want["rig_driver_version"],
+        found={k: (v["filename"], v["version"]) for k, v in resolved.items()} or "no target kernel",
+        fix="run `rigctl provision host HOST`; `modinfo -k KERNEL nvidia` shows what resolves",
+    )
+
+
+def test_driver_module_is_the_open_module(resolved, want):
+    expect(
+        all(v["license"] == "Dual MIT/GPL" for v in resolved.values()),
+        "the module is NVIDIA's open kernel module (license Dual MIT/GPL)",
+        expected="Dual MIT/GPL",
+        found={k: v["license"] for k, v in resolved.items()},
+        fix="remove the proprietary nvidia-kernel-dkms package and provision again",
+    )
+
+
+def test_driver_module_flavor(resolved, provenance, want):
+    flavor = want["rig_driver_flavor"]
+    if flavor == "p2p":
+        ok = all(v["name"] == "nvidia" and "/updates/dkms/nvidia.ko" in (v["filename"] or "")
+                 for v in resolved.values())
+        expected = "the patched module nvidia.ko from DKMS (nvidia-p2p), no stock module shadowing it"
+    else:
+        ok = all((v["filename"] or "") and "/updates/dkms/" in v["filename"]
+                 for v in resolved.values())
+        expected = "the stock open module built by DKMS"
+    expect(
+        ok and (provenance or {}).get("flavor") == flavor,
+        f"the rig runs the {flavor} flavor",
+        expected=expected,
+        found={"resolved": {k: v["filename"] for k, v in resolved.items()},
+               "recorded flavor": (provenance or {}).get("flavor")},
+        fix="run `rigctl provision host HOST`; a stock module in updates/dkms shadows a "
+        "patched one (remove the stock kernel module package)",
+    )
+
+
+def test_driver_dkms_knows_the_module(rig_facts, provenance, targets, want):
+    entries = rig_facts["driver"]["dkms"] or []
+    name = (provenance or {}).get("dkms_name")
+    version = (provenance or {}).get("dkms_version")
+    missing = [k for k in targets
+               if not any(e["module"] == name and e["version"] == version and e["kernel"] == k
+                          and e["state"] == "installed" for e in entries)]
+    expect(
+        bool(name) and not missing,
+        "DKMS has the module installed for every target kernel (kernel upgrades rebuild it)",
+        expected=f"{name}/{version} installed for {targets}",
+        found=entries,
+        fix="run `rigctl provision host HOST`",
+    )
+
+
+def test_driver_p2p_provenance_recorded(provenance, want):
+    if want["rig_driver_flavor"] != "p2p":
+        pytest.skip("flavor open: no patched build to trace")
+    src = driver.resolve_p2p_source(want["rig_p2p_source"])
+    p = provenance or {}
+    expect(
+        p.get("commit") == src["commit"] and p.get("branch") == src["branch"]
+        and p.get("fork") == src["url"] and bool(p.get("build_time")),
+        "the patched module's provenance is recorded (fork, branch, commit, build time)",
+        expected={k: src[k] for k in ("url", "branch", "commit")},
+        found=p or f"no {driver.PROVENANCE_PATH}",
+        fix="run `rigctl provision host HOST`",
+    )
+
+
+def test_driver_packages_held(rig_facts, provenance, want):
+    packages = {p["name"]: p for p in rig_facts["driver"]["packages"] or []}
+    names = (provenance or {}).get("packages") or []
+    bad = [n for n in names if n not in packages or not packages[n]["held"]
+           or not driver.deb_version_matches(packages[n]["version"], want["rig_driver_version"])]
+    expect(
+        bool(names) and not bad,
+        "the driver packages are installed at the version asked for and held",
+        expected=f"{names or 'the driver packages'} held at {want['rig_driver_version']}",
+        found={n: packages.get(n) for n in (bad or names)},
+        fix="run `rigctl provision host HOST` (it holds them); `apt-mark showhold` lists holds",
+    )
+
+
+def test_nouveau_blacklisted(rig_facts, want):
+    expect(
+        rig_facts["driver"]["nouveau_blacklisted"] and not rig_facts["driver"]["nouveau_loaded"],
+        "nouveau is blacklisted and not loaded",
+        expected="blacklisted, not loaded",
+        found={k: rig_facts["driver"][k] for k in ("nouveau_blacklisted", "nouveau_loaded")},
+        fix="run `rigctl provision host HOST`, then reboot",
+    )
+
+
+def test_driver_loaded_is_the_installed_one(rig_facts, want):
+    skip_unless_real_gpu(rig_facts, "the loaded kernel module")
+    found = rig_facts["driver"]["loaded_version_sysfs"]
+    expect(
+        found == want["rig_driver_version"],
+        "the loaded NVIDIA module is the version installed",
+        expected=want["rig_driver_version"],
+        found=found or "no nvidia module loaded",
+        fix="reboot the rig (or set rig_reboot_policy: auto); under Secure Boot enroll the key",
+    )

@@ -1,0 +1,161 @@
+"""The driver logic shipped to hosts (rigctl.core.driver) and the P2P source catalog."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rigctl.core import catalog, driver
+from rigctl.inventory import catalog as inventory_catalog
+
+
+def test_catalog_is_one_list_reexported():
+    assert inventory_catalog.P2P_CATALOG is catalog.P2P_CATALOG
+
+
+@pytest.mark.parametrize("entry", list(catalog.P2P_CATALOG.values()), ids=lambda e: e.name)
+def test_catalog_entry_is_pinned_and_consistent(entry):
+    assert re.fullmatch(r"[0-9a-f]{40}", entry.commit)
+    assert entry.branch == entry.driver_version + "-p2p"
+    assert entry.name.endswith(entry.driver_version)
+    assert driver.is_driver_version(entry.driver_version)
+    assert entry.url.startswith("https://github.com/") and entry.url.endswith(".git")
+    assert entry.generations and set(entry.generations) <= {"Ampere", "Ada", "Blackwell"}
+
+
+def test_only_the_570_branch_claims_blackwell():
+    assert [e.name for e in catalog.P2P_CATALOG.values() if "Blackwell" in e.generations] == [
+        "aikitoria-570.86.16"]
+
+
+def test_catalog_lookup_by_version():
+    assert [e.name for e in catalog.entries_for_version("565.57.01")] == ["tinygrad-565.57.01"]
+    assert catalog.entries_for_version("535.261.03") == []
+
+
+@pytest.mark.parametrize("text,version", [
+    ("NVIDIA_VERSION = 570.86.16\n", "570.86.16"),
+    ("# comment\nNVIDIA_VERSION ?= 565.77\nOTHER = 1\n", "565.77"),
+    ("NVIDIA_VERSION := 535.261.03", "535.261.03"),
+])
+def test_version_mk_parsed(text, version):
+    assert driver.parse_version_mk(text) == version
+
+
+@pytest.mark.parametrize("text", ["", "NVIDIA_VERSION = main\n", "VERSION = 570.86.16\n"])
+def test_version_mk_without_a_version_refused(text):
+    with pytest.raises(ValueError):
+        driver.parse_version_mk(text)
+
+
+@pytest.mark.parametrize("deb,ok", [
+    ("535.261.03-1", True),
+    ("535.261.03-1~deb12u1", True),
+    ("1:535.261.03-0ubuntu1", True),
+    ("535.261.031-1", False),
+    ("535.261.0-1", False),
+    ("535.171.04-1~deb12u1", False),
+    ("", False),
+])
+def test_debian_version_matches_exactly(deb, ok):
+    assert driver.deb_version_matches(deb, "535.261.03") is ok
+
+
+def test_resolve_catalog_source():
+    got = driver.resolve_p2p_source({"catalog": "aikitoria-570.86.16"})
+    assert got["commit"] == "0e943687150e438f265b6fe2b0f6b8bae66050fe"
+    assert got["branch"] == "570.86.16-p2p" and got["driver_version"] == "570.86.16"
+    assert got["catalog"] == "aikitoria-570.86.16"
+
+
+def test_catalog_source_url_can_point_at_a_mirror():
+    got = driver.resolve_p2p_source({"catalog": "tinygrad-565.57.01",
+                                     "url": "file:///srv/mirror/tinygrad.git"})
+    assert got["url"] == "file:///srv/mirror/tinygrad.git"
+    assert got["commit"] == catalog.P2P_CATALOG["tinygrad-565.57.01"].commit
+
+
+def test_resolve_url_source():
+    got = driver.resolve_p2p_source({"url": "file:///srv/f.git", "branch": "535.261.03-p2p",
+                                     "commit": "a" * 40})
+    assert got["driver_version"] == "535.261.03" and got["catalog"] is None
+
+
+@pytest.mark.parametrize("source,needle", [
+    ({"catalog": "nope"}, "not in the catalog"),
+    ({"url": "file:///x", "branch": "535.261.03-p2p"}, "missing: commit"),
+    ({"url": "file:///x", "branch": "b", "commit": "abc123"}, "full 40-character"),
+    ({"url": "file:///x", "branch": "b", "commit": 1111111111111111111111111111111111111111},
+     "quoted string"),
+    (None, "mapping"),
+])
+def test_bad_source_refused(source, needle):
+    with pytest.raises(ValueError, match=needle):
+        driver.resolve_p2p_source(source)
+
+
+def test_version_mismatch_names_both_versions_and_the_matching_entry():
+    msg = driver.version_mismatch_message(
+        "550.54.15", "565.57.01",
+        {"url": "https://example.invalid/f.git", "branch": "565.57.01-p2p", "commit": "a" * 40})
+    assert "550.54.15" in msg and "565.57.01" in msg
+    assert "tinygrad-565.57.01" in msg  # the entry that matches the userspace
+    assert "tinygrad-550.54.15" in msg  # and the one that matches the source
+    assert "Nothing was changed" in msg
+
+
+def test_version_mismatch_without_catalog_entry():
+    msg = driver.version_mismatch_message("535.261.05", "535.261.03", {"url": "file:///f"})
+    assert "No catalog entry is built for 535.261.03" in msg
+
+
+def test_dkms_version_carries_the_commit():
+    assert driver.p2p_dkms_version("570.86.16", "0e943687150e" + "0" * 28) == "570.86.16-0e943687150e"
+
+
+def test_dkms_conf_passes_headers_build_and_source_trees():
+    conf = driver.dkms_conf("nvidia-p2p", "535.261.03-abc")
+    assert 'PACKAGE_NAME="nvidia-p2p"' in conf
+    assert "SYSSRC=" in conf and "SYSOUT=/lib/modules/${kernelver}/build" in conf
+    assert "/lib/modules/${kernelver}/source" in conf
+    for i, mod in enumerate(driver.OPEN_MODULES):
+        assert f'BUILT_MODULE_NAME[{i}]="{mod}"' in conf
+        assert f'BUILT_MODULE_LOCATION[{i}]="kernel-open/"' in conf
+
+
+def test_build_log_relevant_lines():
+    log = "\n".join(["  CC [M]  a.o"] * 50 + [
+        "kernel-open/x.c:2:27: error: 'undeclared_identifier' undeclared",
+        "make[1]: *** [Makefile:3: all] Error 2",
+    ])
+    lines = driver.relevant_build_lines(log)
+    assert lines[0].startswith("kernel-open/x.c:2:27: error")
+    assert len(lines) == 2
+    assert len(driver.relevant_build_lines("\n".join(f"line {i}" for i in range(100)))) == 25
+
+
+def test_target_kernels_with_and_without_headers():
+    facts = {"running": "6.18.44-host", "with_headers": ["6.1.0-50-amd64"],
+             "module_dirs": ["6.1.0-50-amd64"], "images": ["6.1.0-50-amd64", "6.1.0-49-amd64"]}
+    targets, missing = driver.target_kernels(facts)
+    assert targets == ["6.1.0-49-amd64", "6.1.0-50-amd64"]
+    assert missing == ["6.1.0-49-amd64"]
+    # the running kernel of a container (the host's) is no target
+    assert "6.18.44-host" not in targets
+
+
+def test_modprobe_target_follows_debian_redirect():
+    config = ("install nvidia modprobe -i nvidia-current-open $CMDLINE_OPTS\n"
+              "install nvidia_modeset modprobe nvidia ; modprobe -i nvidia-current-open-modeset\n")
+    assert driver.modprobe_target(config) == "nvidia-current-open"
+    assert driver.modprobe_target("options nvidia NVreg_X=1\n") == "nvidia"
+
+
+def test_provenance_rewritten_only_when_it_changes(tmp_path):
+    path = str(tmp_path / "p" / "driver.json")
+    rec = {"flavor": "p2p", "commit": "a" * 40, "build_time": "2026-01-01T00:00:00Z"}
+    assert driver.write_provenance(rec, path) is True
+    assert driver.write_provenance(dict(rec, build_time="2026-02-02T00:00:00Z"), path) is False
+    assert driver.read_provenance(path)["build_time"] == "2026-01-01T00:00:00Z"
+    assert driver.write_provenance(dict(rec, commit="b" * 40), path) is True
