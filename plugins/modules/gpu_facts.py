@@ -20,7 +20,11 @@ options:
   power_limit_overrides: {description: rig_power_limit_overrides, type: dict, default: {}}
   clock_lock_mhz: {description: "rig_gpu_clock_lock_mhz ({min, max})", type: dict, required: false}
   clock_lock_overrides: {description: rig_gpu_clock_lock_overrides, type: dict, default: {}}
-  compute_mode: {description: rig_compute_mode, type: str, required: false}
+  compute_mode:
+    description: rig_compute_mode
+    type: str
+    required: false
+    choices: [default, exclusive_process, prohibited]
   plan: {description: Return the power-limit and settings plans, type: bool, default: false}
 """
 
@@ -37,14 +41,7 @@ from ansible.module_utils.rigctl.core import gpufacts
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "power_limit_w": {"type": "int", "required": False},
-            "power_limit_overrides": {"type": "dict", "default": {}},
-            "clock_lock_mhz": {"type": "dict", "required": False},
-            "clock_lock_overrides": {"type": "dict", "default": {}},
-            "compute_mode": {"type": "str", "required": False},
-            "plan": {"type": "bool", "default": False},
-        },
+        argument_spec=dict(gpufacts.settings_argument_spec(), plan={"type": "bool", "default": False}),
         supports_check_mode=True,
     )
     facts = gpufacts.gather(lspci=False)

@@ -63,14 +63,7 @@ from ansible.module_utils.rigctl.core import constants, gpufacts, hostfacts
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "power_limit_w": {"type": "int", "required": False},
-            "power_limit_overrides": {"type": "dict", "default": {}},
-            "clock_lock_mhz": {"type": "dict", "required": False},
-            "clock_lock_overrides": {"type": "dict", "default": {}},
-            "compute_mode": {"type": "str", "required": False,
-                             "choices": list(gpufacts.COMPUTE_MODES)},
-        },
+        argument_spec=gpufacts.settings_argument_spec(),
         supports_check_mode=True,
     )
     params = module.params

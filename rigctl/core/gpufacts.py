@@ -27,26 +27,7 @@ import os
 
 from . import constants, gpudb, hostfacts, parsers
 
-QUERY_FIELDS = (
-    "index",
-    "pci.bus_id",
-    "name",
-    "uuid",
-    "memory.total",
-    "power.limit",
-    "power.default_limit",
-    "power.min_limit",
-    "power.max_limit",
-    "persistence_mode",
-    "pcie.link.gen.max",
-    "pcie.link.gen.current",
-    "pcie.link.width.max",
-    "pcie.link.width.current",
-    "driver_version",
-    "compute_mode",
-    "clocks.max.sm",
-    "clocks.max.graphics",
-)
+QUERY_FIELDS = hostfacts.QUERY_FIELDS
 
 PERSISTENCED_UNIT = "nvidia-persistenced.service"
 POWER_UNIT = "rigctl-power-limits.service"
@@ -60,6 +41,19 @@ COMPUTE_MODES = {
     "exclusive_process": (3, "Exclusive_Process"),
     "prohibited": (2, "Prohibited"),
 }
+
+
+def settings_argument_spec():
+    """Module options for the GPU settings (rig_power_limit_*, rig_gpu_clock_lock_*,
+    rig_compute_mode), shared by the gpu_facts and gpu_power_limit modules. A fresh copy:
+    AnsibleModule may keep a reference to it."""
+    return {
+        "power_limit_w": {"type": "int", "required": False},
+        "power_limit_overrides": {"type": "dict", "default": {}},
+        "clock_lock_mhz": {"type": "dict", "required": False},
+        "clock_lock_overrides": {"type": "dict", "default": {}},
+        "compute_mode": {"type": "str", "required": False, "choices": list(COMPUTE_MODES)},
+    }
 
 # A limit within this many watts of the target counts as set (nvidia-smi prints 2 decimals).
 POWER_TOLERANCE_W = 0.5
@@ -558,17 +552,10 @@ def gather(root="/", lspci=True):
     bar1_q = {}
     chipset = {}
     if pci:
-        rc, out, err = hostfacts.run(
-            [smi, "--query-gpu=" + ",".join(QUERY_FIELDS), "--format=csv,noheader,nounits"]
-        )
-        if rc == 0:
-            try:
-                rows = parsers.parse_query_gpu_csv(out, fields=list(QUERY_FIELDS))
-                driver = True
-            except ValueError as exc:
-                errors.append("nvidia-smi --query-gpu: %s" % exc)
-        else:
-            errors.append("nvidia-smi: %s" % ((err or out).strip().splitlines() or ["rc=%d" % rc])[0])
+        answer = hostfacts.nvidia_smi_gpus(smi)
+        rows, driver = answer["gpus"], answer["available"]
+        if not driver:
+            errors.append("nvidia-smi: %s" % answer["error"])
     if driver:
         rc, out, _ = hostfacts.run([smi, "-q", "-d", "MEMORY"])
         if rc == 0:

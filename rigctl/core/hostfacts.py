@@ -22,6 +22,7 @@ FACTS_SCHEMA = 1
 # GUID of the EFI global variable namespace (SecureBoot, SetupMode live there).
 _EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-e0ed8c5b9d4e"
 
+# The --query-gpu fields rigctl reads, in one place (rig facts and GPU facts share them).
 QUERY_FIELDS = (
     "index",
     "pci.bus_id",
@@ -34,8 +35,13 @@ QUERY_FIELDS = (
     "power.max_limit",
     "persistence_mode",
     "pcie.link.gen.max",
+    "pcie.link.gen.current",
     "pcie.link.width.max",
+    "pcie.link.width.current",
     "driver_version",
+    "compute_mode",
+    "clocks.max.sm",
+    "clocks.max.graphics",
 )
 
 

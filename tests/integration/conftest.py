@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import types
 import uuid
 from pathlib import Path
 
@@ -68,17 +70,27 @@ class Rigctl:
             ) from exc
 
 
+@contextlib.contextmanager
+def lab_session(tmp_path_factory, prefix: str, *up_args: str):
+    """A lab of its own (own state home, unique name) for a group of tests: `rigctl lab up
+    --name <prefix>-<random> UP_ARGS`, removed with `lab down` at the end."""
+    reason = docker_ready()
+    if reason:
+        pytest.skip(reason)
+    home = tmp_path_factory.mktemp(f"rigctl-home-{prefix}")
+    rigctl = Rigctl(home)
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    rigctl("lab", "up", "--name", name, *up_args, check=True)
+    inventory = home / "labs" / name / "inventory.yml"
+    assert inventory.is_file()
+    try:
+        yield types.SimpleNamespace(name=name, inventory=str(inventory), rigctl=rigctl, home=home)
+    finally:
+        rigctl("lab", "down", "--name", name, check=True)
+
+
 @pytest.fixture(scope="session")
 def lab2(tmp_path_factory):
     """A two-rig lab (4x3090 profile) shared by the integration tests, removed at the end."""
-    if docker_ready():
-        pytest.skip(docker_ready())
-    home = tmp_path_factory.mktemp("rigctl-home")
-    rigctl = Rigctl(home)
-    name = f"it-{uuid.uuid4().hex[:6]}"
-    rigctl("lab", "up", "--name", name, "--rigs", "2", "--profile", "4x3090", check=True)
-    inventory = home / "labs" / name / "inventory.yml"
-    assert inventory.is_file()
-    lab = type("Lab", (), {"name": name, "inventory": str(inventory), "rigctl": rigctl, "home": home})
-    yield lab
-    rigctl("lab", "down", "--name", name, check=True)
+    with lab_session(tmp_path_factory, "it", "--rigs", "2", "--profile", "4x3090") as lab:
+        yield lab

@@ -7,29 +7,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 
 import pytest
 
-from tests.integration.conftest import BIN, ROOT, Rigctl, docker_ready
+from tests.integration.conftest import BIN, ROOT, lab_session
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def lab1(tmp_path_factory):
-    if docker_ready():
-        pytest.skip(docker_ready())
-    home = tmp_path_factory.mktemp("rigctl-home-driver")
-    rigctl = Rigctl(home)
-    name = f"it-drv-{uuid.uuid4().hex[:6]}"
-    rigctl("lab", "up", "--name", name, "--rigs", "1", "--profile", "4x3090", check=True)
-    yield type(
-        "Lab",
-        (),
-        {"name": name, "home": home, "rigctl": rigctl, "inventory": home / "labs" / name / "inventory.yml"},
-    )
-    rigctl("lab", "down", "--name", name, check=True)
+    with lab_session(tmp_path_factory, "it-drv", "--rigs", "1", "--profile", "4x3090") as lab:
+        yield lab
 
 
 def inventory_with(lab, tmp_path, text: str) -> str:

@@ -12,7 +12,7 @@ import uuid
 import pytest
 import yaml
 
-from .conftest import Rigctl, docker_ready
+from .conftest import lab_session
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -21,13 +21,13 @@ PROFILES = ["4x3090", "4x3090-smallbar", "4x3090-iommu", "4x3090-x4riser"]
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if docker_ready():
-        pytest.skip(docker_ready())
-    home = tmp_path_factory.mktemp("rigctl-home")
-    rigctl = Rigctl(home)
-    name = f"it-tune-{uuid.uuid4().hex[:6]}"
-    rigctl("lab", "up", "--name", name, "--profiles", ",".join(PROFILES), check=True)
-    base = yaml.safe_load((home / "labs" / name / "inventory.yml").read_text())
+    with lab_session(tmp_path_factory, "it-tune", "--profiles", ",".join(PROFILES)) as session:
+        yield _tuning_lab(session)
+
+
+def _tuning_lab(session):
+    rigctl, home, name = session.rigctl, session.home, session.name
+    base = yaml.safe_load(open(session.inventory).read())
 
     def inventory(rig: str, **rig_vars) -> str:
         data = yaml.safe_load(yaml.safe_dump(base))
@@ -44,9 +44,17 @@ def lab(tmp_path_factory):
         out = ssh(rig, "nvidia-smi --query-gpu=power.limit --format=csv,noheader,nounits")
         return [float(x) for x in out.split()]
 
-    yield type("Lab", (), {"name": name, "rigctl": rigctl, "inventory": staticmethod(inventory),
-                           "ssh": staticmethod(ssh), "limits": staticmethod(limits)})
-    rigctl("lab", "down", "--name", name, check=True)
+    return type(
+        "Lab",
+        (),
+        {
+            "name": name,
+            "rigctl": rigctl,
+            "inventory": staticmethod(inventory),
+            "ssh": staticmethod(ssh),
+            "limits": staticmethod(limits),
+        },
+    )
 
 
 LIMITS = {"rig_power_limit_w": 275, "rig_power_limit_overrides": {"0000:41:00.0": 250}}
@@ -80,8 +88,11 @@ def test_limits_applied_then_back_after_reboot_without_rigctl(lab):
     assert rc == 0 and again["hosts"]["lab-rig-1"]["changed"] == 0, again["changes"]
     lab.rigctl("lab", "restart", "--name", lab.name, "lab-rig-1", check=True)
     assert lab.limits("lab-rig-1") == [275.0, 275.0, 250.0, 275.0]
-    state = lab.ssh("lab-rig-1", "systemctl is-active rigctl-power-limits nvidia-persistenced; "
-                    "nvidia-smi --query-gpu=persistence_mode --format=csv,noheader")
+    state = lab.ssh(
+        "lab-rig-1",
+        "systemctl is-active rigctl-power-limits nvidia-persistenced; "
+        "nvidia-smi --query-gpu=persistence_mode --format=csv,noheader",
+    )
     assert state.split() == ["active", "active"] + ["Enabled"] * 4
     proc = lab.rigctl("verify", "-i", inv, "-l", "lab-rig-1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -96,9 +107,11 @@ def test_removing_the_setting_restores_defaults_and_removes_the_unit(lab):
     assert "No such file" in out
 
 
-SETTINGS = {"rig_gpu_clock_lock_mhz": {"min": 210, "max": 1695},
-            "rig_gpu_clock_lock_overrides": {"2": {"min": 210, "max": 1500}},
-            "rig_compute_mode": "exclusive_process"}
+SETTINGS = {
+    "rig_gpu_clock_lock_mhz": {"min": 210, "max": 1695},
+    "rig_gpu_clock_lock_overrides": {"2": {"min": 210, "max": 1500}},
+    "rig_compute_mode": "exclusive_process",
+}
 
 
 def _modes(lab, rig):
@@ -112,14 +125,19 @@ def _locks(lab, rig):
 
 
 def test_out_of_range_clock_lock_refused_and_nothing_changed(lab):
-    inv = lab.inventory("lab-rig-1", rig_gpu_clock_lock_mhz={"min": 210, "max": 2500},
-                        rig_compute_mode="exclusive_process", **LIMITS)
+    inv = lab.inventory(
+        "lab-rig-1",
+        rig_gpu_clock_lock_mhz={"min": 210, "max": 2500},
+        rig_compute_mode="exclusive_process",
+        **LIMITS,
+    )
     proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", inv)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     err = proc.stderr
     assert "nothing changed" in err and "GPU 0 (0000:01:00.0" in err
-    assert ("clock lock 210-2500 MHz from rig_gpu_clock_lock_mhz is outside this card's range "
-            "0-2100 MHz") in err
+    assert (
+        "clock lock 210-2500 MHz from rig_gpu_clock_lock_mhz is outside this card's range 0-2100 MHz"
+    ) in err
     assert _modes(lab, "lab-rig-1") == ["Default"] * 4
     assert _locks(lab, "lab-rig-1") == [None] * 4
     assert lab.limits("lab-rig-1") == [350.0] * 4
@@ -145,16 +163,20 @@ def test_clock_lock_and_compute_mode_applied_back_after_reboot_then_removed(lab)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _modes(lab, "lab-rig-1") == ["Default"] * 4
     assert _locks(lab, "lab-rig-1") == [None] * 4
-    out = lab.ssh("lab-rig-1", "ls /etc/systemd/system/rigctl-power-limits.service "
-                  "/run/rigctl/gpu-clocks.json 2>&1")
+    out = lab.ssh(
+        "lab-rig-1", "ls /etc/systemd/system/rigctl-power-limits.service /run/rigctl/gpu-clocks.json 2>&1"
+    )
     assert out.count("No such file") == 2
 
 
-@pytest.mark.parametrize("rig,profile,needle", [
-    ("lab-rig-2", "4x3090-smallbar", "BAR1 is 256 MiB, smaller than its 24576 MiB VRAM"),
-    ("lab-rig-3", "4x3090-iommu", "IOMMU is translating DMA"),
-    ("lab-rig-4", "4x3090-x4riser", "GPU 2 (0000:41:00.0) NVIDIA GeForce RTX 3090: link x4"),
-])
+@pytest.mark.parametrize(
+    "rig,profile,needle",
+    [
+        ("lab-rig-2", "4x3090-smallbar", "BAR1 is 256 MiB, smaller than its 24576 MiB VRAM"),
+        ("lab-rig-3", "4x3090-iommu", "IOMMU is translating DMA"),
+        ("lab-rig-4", "4x3090-x4riser", "GPU 2 (0000:41:00.0) NVIDIA GeForce RTX 3090: link x4"),
+    ],
+)
 def test_failure_profile_enforce_stops_warn_goes_on(lab, rig, profile, needle):
     inv = lab.inventory(rig, rig_hw_check_policy="enforce", **LIMITS)
     proc = lab.rigctl("provision", "host", rig, "-i", inv)
