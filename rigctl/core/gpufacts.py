@@ -240,31 +240,37 @@ def _label(gpu):
     return "GPU %d (%s, %s)" % (gpu["index"], gpu["bus_id"], gpu["name"])
 
 
+def resolve_overrides(gpus, overrides, key_name):
+    """Map a per-GPU override dict (selector -> value) onto the GPUs: ``({bus id: (key,
+    value)}, errors)``. An error for a selector that names no GPU and for two selectors
+    naming the same GPU, each naming the inventory key."""
+    errors = []
+    chosen = {}
+    for key, value in (overrides or {}).items():
+        gpu = match_selector(gpus, key)
+        if gpu is None:
+            errors.append(
+                "%s[%r] names no GPU on this rig (GPUs: %s); use an index, a PCI bus id or a "
+                "UUID that `nvidia-smi -L` shows"
+                % (key_name, key, ", ".join("%d=%s" % (g["index"], g["bus_id"]) for g in gpus)
+                   or "none")
+            )
+            continue
+        if gpu["bus_id"] in chosen:
+            errors.append("%s[%r] and [%r] both name %s; keep one"
+                          % (key_name, chosen[gpu["bus_id"]][0], key, _label(gpu)))
+            continue
+        chosen[gpu["bus_id"]] = (key, value)
+    return chosen, errors
+
+
 def plan_power_limits(gpus, power_limit_w=None, overrides=None):
     """What each GPU's power limit must be. Returns ``{"gpus": [...], "errors": [...],
     "configured": {bus id: watts}}``; per GPU ``target_w``, ``source`` (the inventory key
     that asks for it, or ``default``), ``current_w``, ``change``. ``configured`` holds only
     the GPUs with a configured limit (what the boot unit re-applies). Every error names the
     GPU, its range and the inventory key; nothing may be set when there is one."""
-    overrides = overrides or {}
-    errors = []
-    chosen = {}
-    for key, watts in overrides.items():
-        gpu = match_selector(gpus, key)
-        if gpu is None:
-            errors.append(
-                "rig_power_limit_overrides[%r] names no GPU on this rig (GPUs: %s); use an "
-                "index, a PCI bus id or a UUID that `nvidia-smi -L` shows"
-                % (key, ", ".join("%d=%s" % (g["index"], g["bus_id"]) for g in gpus) or "none")
-            )
-            continue
-        if gpu["bus_id"] in chosen:
-            errors.append(
-                "rig_power_limit_overrides[%r] and [%r] both name %s; keep one"
-                % (chosen[gpu["bus_id"]][0], key, _label(gpu))
-            )
-            continue
-        chosen[gpu["bus_id"]] = (key, watts)
+    chosen, errors = resolve_overrides(gpus, overrides, "rig_power_limit_overrides")
     planned = []
     configured = {}
     for gpu in gpus:
@@ -343,25 +349,8 @@ def plan_gpu_settings(gpus, clock_lock=None, clock_overrides=None, compute_mode=
     what the boot unit re-applies (locks, and compute modes other than ``default``). Every
     error names the GPU, its range and the inventory key; nothing may be set when there is
     one. A lock must lie within 0..``clocks.max.sm`` (else ``clocks.max.graphics``)."""
-    clock_overrides = clock_overrides or {}
-    errors = []
-    chosen = {}
     key_name = "rig_gpu_clock_lock_overrides"
-    for key, value in clock_overrides.items():
-        gpu = match_selector(gpus, key)
-        if gpu is None:
-            errors.append(
-                "%s[%r] names no GPU on this rig (GPUs: %s); use an index, a PCI bus id or a "
-                "UUID that `nvidia-smi -L` shows"
-                % (key_name, key, ", ".join("%d=%s" % (g["index"], g["bus_id"]) for g in gpus)
-                   or "none")
-            )
-            continue
-        if gpu["bus_id"] in chosen:
-            errors.append("%s[%r] and [%r] both name %s; keep one"
-                          % (key_name, chosen[gpu["bus_id"]][0], key, _label(gpu)))
-            continue
-        chosen[gpu["bus_id"]] = (key, value)
+    chosen, errors = resolve_overrides(gpus, clock_overrides, key_name)
     mode = compute_mode or "default"
     if mode not in COMPUTE_MODES:
         errors.append("rig_compute_mode %r is not one of %s" % (mode, ", ".join(COMPUTE_MODES)))
