@@ -66,6 +66,14 @@ def lab():
     "Env: $RIGCTL_LAB_MIRROR; default http://deb.debian.org/debian.",
 )
 @click.option(
+    "--mirror-dir",
+    default=None,
+    metavar="DIR",
+    help="A directory on this machine (e.g. a local apt repository) that every rig serves "
+    "itself read-only at http://127.0.0.1:8600/ (the rig's own loopback; back after a "
+    "reboot). Fixed when the lab is created.",
+)
+@click.option(
     "--port-base",
     type=int,
     default=22201,
@@ -80,9 +88,9 @@ def lab():
     help="Seconds to wait for the rigs to boot and accept SSH.",
 )
 @json_option
-def up(name, rigs, profile, profile_list, release, mirror, port_base, timeout, as_json):
+def up(name, rigs, profile, profile_list, release, mirror, mirror_dir, port_base, timeout, as_json):
     """Start (or repair, or grow) a lab and write its inventory."""
-    from rigctl.lab import lab_up
+    from rigctl.lab import LAB_MIRROR_URL, lab_up
 
     plist = [p for p in profile_list.split(",") if p.strip()] if profile_list else None
     lab_ = lab_up(
@@ -92,6 +100,7 @@ def up(name, rigs, profile, profile_list, release, mirror, port_base, timeout, a
         profiles_per_rig=plist,
         release=release,
         mirror=mirror,
+        mirror_dir=mirror_dir,
         port_base=port_base,
         timeout=timeout,
     )
@@ -101,6 +110,8 @@ def up(name, rigs, profile, profile_list, release, mirror, port_base, timeout, a
     for r in lab_.rigs:
         click.echo(f"{r.name}  127.0.0.1:{r.port}  {r.profile} ({r.gpu_count} GPUs)")
     click.echo(f"inventory: {lab_.inventory}")
+    if lab_.mirror_dir:
+        click.echo(f"mirror: {lab_.mirror_dir} at {LAB_MIRROR_URL} inside each rig")
     first = lab_.rigs[0].name
     click.echo(f"next: rigctl provision host {first} -i {lab_.inventory}")
     click.echo(f"      rigctl lab ssh {first}{_hint_name(name)}")
@@ -125,12 +136,20 @@ def down(name, purge_image, as_json):
 
 def _status_table(st: dict) -> None:
     headers = ["rig", "container", "port", "profile", "systemd", "ssh"]
+    mirror = st.get("mirror_dir")
+    if mirror:
+        headers.append("mirror")
     rows = []
     for r in st["rigs"]:
         sysd = r["systemd"] or "-"
         if r["failed_units"]:
             sysd += " (failed: " + ", ".join(r["failed_units"]) + ")"
         rows.append([r["rig"], r["state"], str(r["port"]), r["profile"], sysd, "ok" if r["ssh"] else "no"])
+        if mirror:
+            rows[-1].append(r.get("mirror") or "-")
+    footer = [f"inventory: {st['inventory']}"]
+    if mirror:
+        footer.append(f"mirror: {mirror} at {st['mirror_url']} inside each rig")
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -141,13 +160,15 @@ def _status_table(st: dict) -> None:
         for row in rows:
             table.add_row(*row)
         Console().print(table)
-        Console().print(f"inventory: {st['inventory']}")
+        for line in footer:
+            Console().print(line, highlight=False)
         return
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    click.echo(f"inventory: {st['inventory']}")
+    for line in footer:
+        click.echo(line)
 
 
 @lab.command("inventory")
@@ -174,9 +195,10 @@ def inventory_cmd(name):
 @name_option
 @json_option
 def status(name, as_json):
-    """Each rig: container state, port, profile, systemd state, SSH reachable.
+    """Each rig: container state, port, profile, systemd state, SSH reachable (and the
+    mirror unit's state when the lab serves a --mirror-dir).
 
-    Exit 1 when a rig is not running or not reachable over SSH.
+    Exit 1 when a rig is not running, not reachable over SSH, or not serving its mirror.
     """
     from rigctl.lab import lab_status
 
@@ -185,7 +207,9 @@ def status(name, as_json):
         click.echo(json.dumps(st, indent=2))
     else:
         _status_table(st)
-    healthy = all(r["state"] == "running" and r["ssh"] for r in st["rigs"])
+    healthy = all(
+        r["state"] == "running" and r["ssh"] and r.get("mirror") in (None, "active") for r in st["rigs"]
+    )
     sys.exit(0 if healthy else 1)
 
 
@@ -232,9 +256,12 @@ def list_(as_json):
     if not labs:
         click.echo("no labs (start one with `rigctl lab up`)")
     for entry in labs:
-        click.echo(
+        line = (
             f"{entry['name']}  rigs={entry['rigs']}  running={entry['running']}  {entry['inventory'] or '-'}"
         )
+        if entry.get("mirror_dir"):
+            line += f"  mirror={entry['mirror_dir']}"
+        click.echo(line)
 
 
 @lab.command("image")

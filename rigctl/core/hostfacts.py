@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 
-from . import constants, gpudb, parsers
+from . import aptsource, constants, gpudb, parsers
 
 FACTS_SCHEMA = 1
 
@@ -476,6 +476,7 @@ def gather(root="/"):
     return {
         "schema": FACTS_SCHEMA,
         "os": os_release(root),
+        "nvidia_repo": aptsource.nvidia_repo(os_release(root), platform.machine()),
         "arch": platform.machine(),
         "python": "%d.%d.%d" % sys.version_info[:3],
         "euid": os.geteuid(),

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rigctl.core import cuda as cudalib
 from rigctl.inventory.catalog import P2P_CATALOG
 
 # The roles that read rig variables, with the one-line description used in their
@@ -39,8 +40,10 @@ ROLES: dict[str, str] = {
     "for P2P, at exactly the version asked for.",
     "gpu_tuning": "Persistence mode through nvidia-persistenced; power limits, clock locks and "
     "compute mode applied now and at every boot.",
-    "cuda": "Install the CUDA toolkit.",
-    "nccl": "Install NCCL and write its environment.",
+    "cuda": "The CUDA toolkit at pinned versions (side by side, one default), its environment "
+    "for login shells and services, and the rig probe compiled with nvcc.",
+    "nccl": "NCCL (runtime and headers) at a pinned version, and /etc/nccl.conf written from "
+    "the rig's P2P state.",
 }
 
 TARGET_GROUP = "rigs"
@@ -67,7 +70,7 @@ MAX_GPUS = 16
 
 # The lowest driver each CUDA major release runs on (NVIDIA's CUDA release notes,
 # "minor version compatibility"): older drivers cannot run that CUDA at all.
-CUDA_MIN_DRIVER: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
+CUDA_MIN_DRIVER: dict[int, str] = dict(cudalib.MINOR_COMPAT_DRIVER)
 # The open kernel modules exist from this driver branch on.
 OPEN_MODULE_MIN_DRIVER = "515.43.04"
 
@@ -239,7 +242,7 @@ VARIABLES: tuple[Field, ...] = (
             ("p2p", "the open module patched for P2P through the large BAR1 aperture, built "
              "from `rig_p2p_source` at exactly `rig_driver_version`."),
         ),
-        roles=("rig_facts", "rig_preflight", "rig_hw_checks", "nvidia_driver"),
+        roles=("rig_facts", "rig_preflight", "rig_hw_checks", "nvidia_driver", "nccl"),
         section=_S_DRIVER,
         example="p2p",
     ),
@@ -253,7 +256,7 @@ VARIABLES: tuple[Field, ...] = (
         check=driver_version_problem,
         format_help="the exact version nvidia-smi reports, like 570.86.16 or 565.77 "
         "(quote two-part versions: YAML reads 565.77 as a number)",
-        roles=("rig_preflight", "nvidia_driver"),
+        roles=("rig_preflight", "nvidia_driver", "cuda", "nccl"),
         section=_S_DRIVER,
         example="570.86.16",
         notes="Required for `p2p`: the patched module and the userspace must be the same "
@@ -549,7 +552,7 @@ VARIABLES: tuple[Field, ...] = (
         pattern=CUDA_VERSION_RE,
         format_help="major.minor like \"12.8\" (quote it: YAML reads 12.10 as the number "
         "12.1)",
-        roles=("cuda",),
+        roles=("cuda", "nccl"),
         section=_S_CUDA,
         example="12.8",
         notes="The driver must be new enough for the CUDA major version (12.x needs "
@@ -581,6 +584,57 @@ VARIABLES: tuple[Field, ...] = (
         section=_S_CUDA,
         example="https://mirror.example.com/nvidia-cuda/ubuntu2404/x86_64/",
     ),
+    Field(
+        "rig_cuda_mirror_key_url",
+        "str",
+        "URL of the key file that signs the mirror at `rig_cuda_mirror_url`. Null: the file "
+        "`3bf863cc.pub` at the mirror's root, where a plain mirror of NVIDIA's repository "
+        "keeps NVIDIA's key.",
+        nullable=True,
+        pattern=APT_URL_RE,
+        format_help="an http://, https:// or file:// URL",
+        roles=("cuda",),
+        section=_S_CUDA,
+        example="https://mirror.example.com/nvidia-cuda/ubuntu2404/x86_64/3bf863cc.pub",
+    ),
+    Field(
+        "rig_cuda_mirror_key_fingerprint",
+        "str",
+        "Fingerprint (40 hex digits) of the key that signs the mirror at "
+        "`rig_cuda_mirror_url`, for a mirror re-signed with your own key. Null: NVIDIA's CUDA "
+        "repository key, whose fingerprint rigctl pins. A key file that is not exactly this key "
+        "is refused before apt trusts it, and apt must then accept the mirror's signature.",
+        nullable=True,
+        pattern=r"^[0-9A-Fa-f]{40}$",
+        format_help="40 hexadecimal digits (gpg --show-keys --with-colons KEYFILE, the fpr line)",
+        roles=("cuda",),
+        section=_S_CUDA,
+        example="EB693B3035CD5710E231E123A4B469963BF863CC",
+    ),
+    Field(
+        "rig_cuda_extra_versions",
+        "list",
+        "More CUDA toolkits installed side by side (`major.minor` each), for software that "
+        "needs an older or newer one. `rig_cuda_version` stays the default (`/usr/local/cuda`, "
+        "`nvcc` on PATH). Only NVIDIA's repository (`cuda-repo`, `mirror`) has several "
+        "releases; a release dropped from this list is left installed (remove it with apt).",
+        default=[],
+        elements="str",
+        roles=("cuda",),
+        section=_S_CUDA,
+        example=["12.6"],
+    ),
+    Field(
+        "rig_cuda_minor_version_compat",
+        "bool",
+        "Accept a toolkit newer than the installed driver's own CUDA release within the same "
+        "major release (CUDA minor version compatibility: programs run, but PTX from the newer "
+        "toolkit cannot be JIT-compiled and newer APIs fail). False: such a pair is refused.",
+        default=False,
+        roles=("cuda",),
+        section=_S_CUDA,
+        example=False,
+    ),
     # --- nccl
     Field(
         "rig_nccl_version",
@@ -593,6 +647,55 @@ VARIABLES: tuple[Field, ...] = (
         roles=("nccl",),
         section=_S_NCCL,
         example="2.26.2-1",
+    ),
+    Field(
+        "rig_nccl_source",
+        "str",
+        "Where the NCCL packages (libnccl2, libnccl-dev) come from.",
+        default="cuda-repo",
+        choices=("cuda-repo", "mirror"),
+        choice_help=(_SOURCE_HELP[0], ("mirror", "an apt repository at `rig_nccl_mirror_url` "
+                                       "(a mirror of NVIDIA's CUDA repository, or your own "
+                                       "signed repository of NCCL packages).")),
+        roles=("nccl",),
+        section=_S_NCCL,
+        example="cuda-repo",
+    ),
+    Field(
+        "rig_nccl_mirror_url",
+        "str",
+        "URL of the apt repository NCCL comes from when `rig_nccl_source` is `mirror` (a flat "
+        "repository like NVIDIA's; often the same as `rig_cuda_mirror_url`).",
+        nullable=True,
+        pattern=APT_URL_RE,
+        format_help="an http://, https:// or file:// URL",
+        roles=("nccl",),
+        section=_S_NCCL,
+        example="https://mirror.example.com/nvidia-cuda/ubuntu2404/x86_64/",
+    ),
+    Field(
+        "rig_nccl_mirror_key_url",
+        "str",
+        "URL of the key file that signs the repository at `rig_nccl_mirror_url`. Null: the "
+        "file `3bf863cc.pub` at the repository's root (NVIDIA's key, kept by a plain mirror).",
+        nullable=True,
+        pattern=APT_URL_RE,
+        format_help="an http://, https:// or file:// URL",
+        roles=("nccl",),
+        section=_S_NCCL,
+        example="https://mirror.example.com/nvidia-cuda/ubuntu2404/x86_64/3bf863cc.pub",
+    ),
+    Field(
+        "rig_nccl_mirror_key_fingerprint",
+        "str",
+        "Fingerprint of the key that signs the repository at `rig_nccl_mirror_url`. Null: "
+        "NVIDIA's CUDA repository key. Anything else is refused before apt trusts it.",
+        nullable=True,
+        pattern=r"^[0-9A-Fa-f]{40}$",
+        format_help="40 hexadecimal digits (gpg --show-keys --with-colons KEYFILE, the fpr line)",
+        roles=("nccl",),
+        section=_S_NCCL,
+        example="EB693B3035CD5710E231E123A4B469963BF863CC",
     ),
     Field(
         "rig_nccl_socket_ifname",
@@ -626,9 +729,9 @@ VARIABLES: tuple[Field, ...] = (
         "rig_apt_mirror_url",
         "str",
         "URL of a mirror of the distribution's apt archive (Debian or Ubuntu) for "
-        "air-gapped fleets. Reserved for the CUDA and NCCL roles (not part of rigctl yet); "
-        "today the driver role uses the apt sources already configured on the rig, so "
-        "point those at your mirror.",
+        "air-gapped fleets. Not read by any role yet: the `debian` sources of the driver and "
+        "CUDA roles install from the apt sources already configured on the rig, so point "
+        "those at your mirror (NVIDIA's repository and NCCL have their own mirror URLs).",
         nullable=True,
         pattern=APT_URL_RE,
         format_help="an http://, https:// or file:// URL",

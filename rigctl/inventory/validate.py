@@ -6,12 +6,13 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from rigctl.core import cuda as cudalib
 from rigctl.inventory import schema, yamlpos
 from rigctl.inventory.catalog import P2P_CATALOG
 from rigctl.inventory.loader import Inventory, VarDef
@@ -546,11 +547,13 @@ class _Checker:
                      "remove rig_p2p_source, or set rig_driver_flavor: p2p",
                      severity="warning", host=h)
         for source, url in (("rig_driver_source", "rig_driver_mirror_url"),
-                            ("rig_cuda_source", "rig_cuda_mirror_url")):
+                            ("rig_cuda_source", "rig_cuda_mirror_url"),
+                            ("rig_nccl_source", "rig_nccl_mirror_url")):
             if val(source) == "mirror" and val(url) is None:
                 self.add(at(source), f"required because {source} is 'mirror'",
                          f"set {url} to your mirror of NVIDIA's CUDA apt repository, or use "
                          f"{source}: cuda-repo", key=url, host=h)
+        self.cuda_versions(h, val, at)
         count = val("rig_gpu_count")
         # the keys that are valid indexes are checked even when another key is wrong
         for var in ("rig_power_limit_overrides", "rig_gpu_clock_lock_overrides"):
@@ -585,14 +588,18 @@ class _Checker:
                          "remove NCCL_P2P_DISABLE (P2P rigs usually run NCCL_P2P_LEVEL: SYS)",
                          key="rig_nccl_env['NCCL_P2P_DISABLE']", severity="warning", host=h)
         cuda = val("rig_cuda_version")
+        compat = val("rig_cuda_minor_version_compat") is True
         if isinstance(cuda, str) and isinstance(version, str):
-            major = int(cuda.split(".")[0])
-            need = schema.CUDA_MIN_DRIVER.get(major)
-            if need and schema.version_tuple(version) < schema.version_tuple(need):
-                self.add(at("rig_cuda_version"),
-                         f"CUDA {cuda} needs driver {need} or newer, but rig_driver_version is "
-                         f"{version} ({origin('rig_driver_version')})",
-                         "use a newer driver or an older CUDA", host=h)
+            extra = val("rig_cuda_extra_versions")
+            for release in [cuda] + [v for v in (extra if isinstance(extra, list) else [])
+                                     if isinstance(v, str) and re.match(schema.CUDA_VERSION_RE, v)]:
+                support = cudalib.driver_support(release, version, allow_minor_compat=compat)
+                if not support["supported"]:
+                    key = "rig_cuda_version" if release == cuda else "rig_cuda_extra_versions"
+                    message = support["message"].replace("the installed driver is", "rig_driver_version is")
+                    self.add(at(key),
+                             f"{message} (rig_driver_version from {origin('rig_driver_version')})",
+                             support["fix"], host=h)
         profile = val("rig_lab_profile")
         if isinstance(profile, str):
             addr = val("ansible_host")
@@ -637,6 +644,35 @@ class _Checker:
                      line=yamlpos.line_of(node), host=h)
 
     # addresses ---------------------------------------------------------------------------
+
+    def cuda_versions(self, h: str, val: Callable[[str], Any], at: Callable[[str], Any]) -> None:
+        """rig_cuda_extra_versions: valid releases, not the default twice, and only from a
+        source that has several releases."""
+        extra = val("rig_cuda_extra_versions")
+        if not isinstance(extra, list) or not extra:
+            return
+        cuda = val("rig_cuda_version")
+        seen: set[str] = set()
+        for item in extra:
+            if not isinstance(item, str) or not re.match(schema.CUDA_VERSION_RE, item):
+                self.add(at("rig_cuda_extra_versions"), f"{item!r} is not a CUDA release",
+                         'write releases as quoted strings like "12.6"', host=h)
+                continue
+            if item == cuda:
+                self.add(at("rig_cuda_extra_versions"), f"{item} is rig_cuda_version already",
+                         f"remove {item} from rig_cuda_extra_versions", severity="warning", host=h)
+            if item in seen:
+                self.add(at("rig_cuda_extra_versions"), f"{item} is listed twice",
+                         f"list {item} once", severity="warning", host=h)
+            seen.add(item)
+        if cuda is None:
+            self.add(at("rig_cuda_extra_versions"), "set, but rig_cuda_version is null (CUDA is "
+                     "not managed)", "set rig_cuda_version (the default toolkit)", host=h)
+        if val("rig_cuda_source") == "debian":
+            self.add(at("rig_cuda_extra_versions"), "the debian source ships one CUDA toolkit, "
+                     "so toolkits cannot be installed side by side",
+                     "use rig_cuda_source: cuda-repo (or mirror), or empty rig_cuda_extra_versions",
+                     host=h)
 
     def addresses(self) -> None:
         inv = self.inv

@@ -10,6 +10,10 @@ The API the CLI, the Molecule scenarios and the tests use::
     ssh_argv("mylab", "lab-rig-1", ["uname", "-a"])    # argv for subprocess
     lab_down("mylab")                                  # removes everything it made
 
+    # A controller directory (a local apt repository, say) served inside every rig:
+    lab_up("mylab", mirror_dir="/path/to/repo")        # -> http://127.0.0.1:8600/ in the rigs
+    LAB_MIRROR_URL                                     # "http://127.0.0.1:8600/"
+
 Errors: rigctl.errors.InputError (bad input, no Docker engine: exit 2) and RigctlError
 (a rig did not come up: exit 1).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 from rigctl.lab.lab import (
     DEFAULT_TIMEOUT,
+    create_argv,
     discover,
     lab_down,
     lab_restart,
@@ -30,8 +35,13 @@ from rigctl.lab.lab import (
 from rigctl.lab.model import (
     DEFAULT_NAME,
     DEFAULT_PORT_BASE,
+    LAB_MIRROR_MOUNT,
+    LAB_MIRROR_PORT,
+    LAB_MIRROR_UNIT,
+    LAB_MIRROR_URL,
     Lab,
     Rig,
+    check_mirror_dir,
     container_name,
     inventory_path,
     key_path,
@@ -45,9 +55,15 @@ __all__ = [
     "DEFAULT_NAME",
     "DEFAULT_PORT_BASE",
     "DEFAULT_TIMEOUT",
+    "LAB_MIRROR_MOUNT",
+    "LAB_MIRROR_PORT",
+    "LAB_MIRROR_UNIT",
+    "LAB_MIRROR_URL",
     "Lab",
     "Rig",
+    "check_mirror_dir",
     "container_name",
+    "create_argv",
     "discover",
     "inventory_path",
     "key_path",

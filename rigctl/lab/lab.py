@@ -33,7 +33,12 @@ from rigctl.lab.model import (
     DEFAULT_PORT_BASE,
     DEFAULT_RELEASE,
     INOTIFY_PER_RIG,
+    LAB_MIRROR_MOUNT,
+    LAB_MIRROR_UNIT,
+    LAB_MIRROR_UNIT_PATH,
+    LAB_MIRROR_URL,
     LABEL_LAB,
+    LABEL_MIRROR_DIR,
     LABEL_PORT,
     LABEL_PROFILE,
     LABEL_RIG,
@@ -43,6 +48,7 @@ from rigctl.lab.model import (
     Rig,
     allocate_ports,
     check_mirror,
+    check_mirror_dir,
     check_name,
     check_port_base,
     check_release,
@@ -55,6 +61,7 @@ from rigctl.lab.model import (
     inotify_shortfall,
     lab_dir,
     load_state,
+    mirror_unit_text,
     network_name,
     now_iso,
     port_is_free,
@@ -180,6 +187,7 @@ def _containers(name: str | None = None) -> list[dict]:
             f'{{{{.Label "{LABEL_RIG}"}}}}',
             f'{{{{.Label "{LABEL_PORT}"}}}}',
             f'{{{{.Label "{LABEL_PROFILE}"}}}}',
+            f'{{{{.Label "{LABEL_MIRROR_DIR}"}}}}',
         ]
     )
     rows = []
@@ -197,6 +205,7 @@ def _containers(name: str | None = None) -> list[dict]:
                 "index": rig_index(f[5]) if f[5] else None,
                 "port": int(f[6]) if f[6].isdigit() else None,
                 "profile": f[7],
+                "mirror_dir": f[8] if len(f) > 8 else "",
             }
         )
     return rows
@@ -234,6 +243,7 @@ def discover(name: str) -> tuple[Lab | None, dict[int, dict]]:
                 prof = c["profile"] or profiles.DEFAULT_PROFILE
                 state.rigs.append(Rig(i, c["port"], prof, 0, c["name"], c["id"]))
                 state.image = state.image or c["image"]
+                state.mirror_dir = state.mirror_dir or c["mirror_dir"]
     return state, containers
 
 
@@ -367,6 +377,8 @@ def _rig_files(lab: Lab, rig: Rig, client_pub: str, with_host_key: bool) -> list
         (f"/home/{RIG_USER}/.ssh/authorized_keys", (client_pub + "\n").encode(), 0o600, RIG_UID, RIG_UID)
     )
     files.extend(profiles.profile_files(rig.profile))
+    if lab.mirror_dir:
+        files.append((LAB_MIRROR_UNIT_PATH, mirror_unit_text().encode(), 0o644, 0, 0))
     return files
 
 
@@ -376,48 +388,63 @@ def _copy_in(container: str, files: list[tuple], what: str) -> None:
     )
 
 
+def create_argv(lab: Lab, rig: Rig) -> list[str]:
+    """`docker create` arguments of a rig's container (ports, labels, mounts, image)."""
+    mirror: list[str] = []
+    if lab.mirror_dir:
+        # Bind mounts are fixed at creation: `lab up` refuses to change the directory later.
+        mirror = [
+            "--label",
+            f"{LABEL_MIRROR_DIR}={lab.mirror_dir}",
+            "-v",
+            f"{lab.mirror_dir}:{LAB_MIRROR_MOUNT}:ro",
+        ]
+    return [
+        # --pull never: the image is local; never ask a registry for it.
+        "create",
+        "--pull",
+        "never",
+        "--name",
+        container_name(lab.name, rig.index),
+        "--hostname",
+        rig.name,
+        "--network",
+        lab.network,
+        "--network-alias",
+        rig.name,
+        "--label",
+        f"{LABEL_LAB}={lab.name}",
+        "--label",
+        f"{LABEL_RIG}={rig.name}",
+        "--label",
+        f"{LABEL_PORT}={rig.port}",
+        "--label",
+        f"{LABEL_PROFILE}={rig.profile}",
+        "--restart",
+        "unless-stopped",
+        "--stop-signal",
+        "SIGRTMIN+3",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+        *mirror,
+        "-e",
+        "container=docker",
+        "-p",
+        f"127.0.0.1:{rig.port}:22",
+        lab.image,
+        "/lib/systemd/systemd",
+    ]
+
+
 def _create_rig(lab: Lab, rig: Rig, client_pub: str, alloc: Callable[[], int]) -> None:
     """Create, fill and start one rig's container; picks another port if its is taken."""
     cname = container_name(lab.name, rig.index)
     for attempt in range(4):
-        args = [
-            # --pull never: the image is local; never ask a registry for it.
-            "create",
-            "--pull",
-            "never",
-            "--name",
-            cname,
-            "--hostname",
-            rig.name,
-            "--network",
-            lab.network,
-            "--network-alias",
-            rig.name,
-            "--label",
-            f"{LABEL_LAB}={lab.name}",
-            "--label",
-            f"{LABEL_RIG}={rig.name}",
-            "--label",
-            f"{LABEL_PORT}={rig.port}",
-            "--label",
-            f"{LABEL_PROFILE}={rig.profile}",
-            "--restart",
-            "unless-stopped",
-            "--stop-signal",
-            "SIGRTMIN+3",
-            "--tmpfs",
-            "/run",
-            "--tmpfs",
-            "/run/lock",
-            "-v",
-            "/sys/fs/cgroup:/sys/fs/cgroup:ro",
-            "-e",
-            "container=docker",
-            "-p",
-            f"127.0.0.1:{rig.port}:22",
-            lab.image,
-            "/lib/systemd/systemd",
-        ]
+        args = create_argv(lab, rig)
         res = docker.run(args, check=False)
         if res.returncode != 0:
             fix = None
@@ -527,6 +554,46 @@ def _wait_rig(lab: Lab, rig: Rig, deadline: float) -> tuple[str, list[str]]:
         time.sleep(0.5)
 
 
+_MIRROR_PROBE = (
+    "import sys, urllib.request\n"
+    "try:\n"
+    f"    urllib.request.urlopen({LAB_MIRROR_URL!r}, timeout=3).read(1)\n"
+    "except Exception as exc:\n"
+    "    sys.exit(str(exc))\n"
+)
+
+
+def _wait_mirror(lab: Lab, rig: Rig, deadline: float) -> None:
+    """Wait until the rig's mirror unit answers at LAB_MIRROR_URL (from inside the rig)."""
+    cname = rig.container or container_name(lab.name, rig.index)
+    deadline = max(deadline, time.monotonic() + 20)
+    while True:
+        res = docker.exec_(cname, ["/usr/bin/python3", "-c", _MIRROR_PROBE], timeout=20)
+        if res.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            why = (res.stderr or res.stdout).strip().splitlines()
+            raise RigctlError(
+                f"{rig.name}: the lab mirror does not answer at {LAB_MIRROR_URL} inside the rig"
+                + (f": {why[-1]}" if why else ""),
+                fix=f"look at `docker exec {cname} systemctl status {LAB_MIRROR_UNIT}` and "
+                f"`docker exec {cname} journalctl -u {LAB_MIRROR_UNIT}`",
+            )
+        time.sleep(0.3)
+
+
+def _start_mirror(lab: Lab, rig: Rig, deadline: float) -> None:
+    """Enable and start the rig's mirror unit (idempotent), then wait until it answers."""
+    cname = rig.container or container_name(lab.name, rig.index)
+    res = docker.exec_(cname, ["systemctl", "enable", "--now", LAB_MIRROR_UNIT], timeout=60)
+    if res.returncode != 0:
+        raise RigctlError(
+            f"{rig.name}: cannot start {LAB_MIRROR_UNIT}: {(res.stderr or res.stdout).strip()}",
+            fix=f"look at `docker exec {cname} journalctl -u {LAB_MIRROR_UNIT}`",
+        )
+    _wait_mirror(lab, rig, deadline)
+
+
 def _parallel(fn, items, workers: int) -> list[Exception]:
     errors: list[Exception] = []
     if not items:
@@ -555,6 +622,39 @@ def _raise_collected(errors: list[Exception], what: str) -> None:
     raise RigctlError("\n".join(lines), fix="; ".join(fixes[:2]) or None)
 
 
+def _resolve_mirror_dir(name: str, lab: Lab, containers: dict[int, dict], wanted: str | None) -> str:
+    """The mirror directory the lab will have: the one it has (containers keep their bind
+    mounts), or `wanted` for a new lab. InputError for a change, or a recorded directory
+    that is gone (Docker would serve an empty one made in its place)."""
+    exists = bool(lab.rigs or containers)
+    have = lab.mirror_dir if lab.rigs else ""
+    mounted = {c.get("mirror_dir", "") for c in containers.values()}
+    if containers and len(mounted) == 1:
+        have = mounted.pop()
+    elif len(mounted) > 1:
+        raise InputError(
+            f"the rigs of lab {name!r} serve different mirror directories: "
+            + ", ".join(sorted(d or "(none)" for d in mounted)),
+            fix=f"`rigctl lab down --name {name}` first, then `rigctl lab up` again",
+        )
+    if not exists:
+        return wanted or ""
+    if wanted is not None and wanted != have:
+        what = f"serves {have} to its rigs" if have else "was started without --mirror-dir"
+        raise InputError(
+            f"lab {name!r} {what}; it cannot serve {wanted} instead",
+            fix=f"a rig's directory is mounted when its container is created: `rigctl lab down "
+            f"--name {name}` first, then `rigctl lab up --name {name} --mirror-dir {wanted}`"
+            + (f" (or leave out --mirror-dir to keep {have})" if have else ""),
+        )
+    if have and not os.path.isdir(have):
+        raise InputError(
+            f"lab {name!r} serves the mirror directory {have}, which is gone",
+            fix=f"recreate {have}, or `rigctl lab down --name {name}` and start the lab again",
+        )
+    return have
+
+
 def write_lab_files(lab: Lab) -> None:
     """known_hosts, inventory.yml and lab.json for the lab as it is now."""
     entries = []
@@ -577,6 +677,7 @@ def lab_up(
     port_base: int = DEFAULT_PORT_BASE,
     timeout: float = DEFAULT_TIMEOUT,
     log: Log = _stderr,
+    mirror_dir: str | os.PathLike | None = None,
 ) -> Lab:
     """Create or repair the lab `name` with `rigs` rigs and wait until all are reachable.
 
@@ -584,6 +685,11 @@ def lab_up(
     `profile` applies to every rig, `profiles_per_rig` gives one per rig; without either,
     existing rigs keep theirs and new ones get the default (4x3090). Raises InputError
     (exit 2) for bad input before anything is touched.
+
+    `mirror` is the Debian archive the image is built from. `mirror_dir` is a directory on
+    this machine that every rig serves itself at LAB_MIRROR_URL (bind-mounted read-only at
+    LAB_MIRROR_MOUNT, HTTP on the rig's loopback by LAB_MIRROR_UNIT, enabled for reboots).
+    It is fixed when the lab is created: None keeps the lab's, a different one is refused.
     """
     t0 = time.monotonic()
     check_name(name)
@@ -593,6 +699,8 @@ def lab_up(
     if release is not None:
         check_release(release)
     mirror = check_mirror(mirror) if mirror else None
+    if mirror_dir is not None:
+        mirror_dir = check_mirror_dir(mirror_dir)
     if profile and profiles_per_rig:
         raise InputError(
             "give either --profile or --profiles, not both",
@@ -624,6 +732,7 @@ def lab_up(
         )
 
     lab = state or Lab(name=name)
+    lab.mirror_dir = _resolve_mirror_dir(name, lab, containers, mirror_dir)
     if not lab.rigs:
         lab.release = release or DEFAULT_RELEASE
         lab.mirror = check_mirror(mirror or default_mirror())
@@ -715,6 +824,10 @@ def lab_up(
 
     errors = _parallel(wait, lab.rigs, 32)
     _raise_collected(errors, f"lab up {name}")
+    if lab.mirror_dir:
+        log(f"serving {lab.mirror_dir} in every rig at {LAB_MIRROR_URL}")
+        errors = _parallel(lambda r: _start_mirror(lab, r, deadline), lab.rigs, 32)
+        _raise_collected(errors, f"lab up {name}")
     for r in lab.rigs:
         st, failed = results[r.index]
         if st == "degraded":
@@ -748,6 +861,7 @@ def lab_status(name: str = DEFAULT_NAME, probe: bool = True) -> dict:
             "systemd": None,
             "failed_units": [],
             "ssh": False,
+            "mirror": None,
         }
         if c and c["state"] == "running" and probe:
             res = docker.exec_(c["name"], ["systemctl", "is-system-running"], timeout=20)
@@ -756,6 +870,9 @@ def lab_status(name: str = DEFAULT_NAME, probe: bool = True) -> dict:
                 res = docker.exec_(c["name"], ["systemctl", "--failed", "--plain", "--no-legend"])
                 row["failed_units"] = [ln.split()[0] for ln in res.stdout.splitlines() if ln.split()]
             row["ssh"] = ssh_probe(state, r, timeout=3)[0]
+            if state.mirror_dir:
+                res = docker.exec_(c["name"], ["systemctl", "is-active", LAB_MIRROR_UNIT], timeout=20)
+                row["mirror"] = res.stdout.strip() or "unknown"
         rows.append(row)
 
     _raise_collected(_parallel(one, state.rigs, 16), f"lab status {name}")
@@ -767,6 +884,8 @@ def lab_status(name: str = DEFAULT_NAME, probe: bool = True) -> dict:
         "network": state.network,
         "created": state.created,
         "inventory": str(state.inventory),
+        "mirror_dir": state.mirror_dir or None,
+        "mirror_url": LAB_MIRROR_URL if state.mirror_dir else None,
         "rigs": rows,
     }
 
@@ -774,9 +893,15 @@ def lab_status(name: str = DEFAULT_NAME, probe: bool = True) -> dict:
 def lab_restart(
     name: str, rig: str | int, timeout: float = DEFAULT_TIMEOUT, log: Log = _stderr
 ) -> tuple[str, list[str]]:
-    """Restart one rig's container (a reboot: /run is wiped) and wait until it is back."""
+    """Restart one rig's container (a reboot: /run is wiped) and wait until it is back
+    (and, with a mirror directory, until the rig serves it again)."""
     lab = _require_lab(name)
     r = lab.rig(rig)
+    if lab.mirror_dir and not os.path.isdir(lab.mirror_dir):
+        raise InputError(
+            f"lab {name!r} serves the mirror directory {lab.mirror_dir}, which is gone",
+            fix=f"recreate {lab.mirror_dir} before restarting a rig, or `rigctl lab down --name {name}`",
+        )
     docker.check_engine()
     log(f"restarting {r.name} ({r.container})")
     docker.run(
@@ -784,7 +909,11 @@ def lab_restart(
         what=f"restarting {r.name}",
         timeout=120,
     )
-    return _wait_rig(lab, r, time.monotonic() + timeout)
+    deadline = time.monotonic() + timeout
+    result = _wait_rig(lab, r, deadline)
+    if lab.mirror_dir:
+        _wait_mirror(lab, r, deadline)  # the unit is enabled: it comes back by itself
+    return result
 
 
 def lab_down(name: str = DEFAULT_NAME, purge_image: bool = False, log: Log = _stderr) -> dict:
@@ -852,13 +981,23 @@ def list_labs() -> list[dict]:
                     "rigs": len(st.rigs) if st else 0,
                     "running": 0,
                     "inventory": str(d / "inventory.yml"),
+                    "mirror_dir": (st.mirror_dir or None) if st else None,
                 }
     try:
         containers = _containers()
     except InputError:
         containers = []  # no engine: list what the directory knows
     for c in containers:
-        entry = found.setdefault(c["lab"], {"name": c["lab"], "rigs": 0, "running": 0, "inventory": None})
+        entry = found.setdefault(
+            c["lab"],
+            {
+                "name": c["lab"],
+                "rigs": 0,
+                "running": 0,
+                "inventory": None,
+                "mirror_dir": c["mirror_dir"] or None,
+            },
+        )
         entry["running"] += c["state"] == "running"
         if entry["rigs"] == 0 and entry["inventory"] is None:
             entry["rigs"] = sum(1 for x in containers if x["lab"] == c["lab"])

@@ -38,6 +38,17 @@ LABEL_RIG = "io.rigctl.lab.rig"
 LABEL_PORT = "io.rigctl.lab.port"
 LABEL_PROFILE = "io.rigctl.lab.profile"
 LABEL_IMAGE = "io.rigctl.lab-image"
+LABEL_MIRROR_DIR = "io.rigctl.lab.mirror-dir"
+
+# `lab up --mirror-dir DIR`: a controller directory (a local apt repository, say) that every
+# rig of the lab serves to itself. DIR is bind-mounted read-only at LAB_MIRROR_MOUNT and a
+# systemd unit serves it over HTTP on the rig's own loopback, so roles use LAB_MIRROR_URL
+# and the traffic never leaves the rig. The unit is enabled: it is back after a reboot.
+LAB_MIRROR_MOUNT = "/srv/rigctl-mirror"
+LAB_MIRROR_PORT = 8600
+LAB_MIRROR_URL = f"http://127.0.0.1:{LAB_MIRROR_PORT}/"
+LAB_MIRROR_UNIT = "rigctl-lab-mirror.service"
+LAB_MIRROR_UNIT_PATH = f"/etc/systemd/system/{LAB_MIRROR_UNIT}"
 
 RIG_USER = "rig"
 RIG_UID = 1000
@@ -78,6 +89,50 @@ def check_mirror(mirror: str) -> str:
             fix=f"give an http://, https:// or file:// URL of a Debian archive (`--mirror` or ${MIRROR_ENV})",
         )
     return mirror.rstrip("/")
+
+
+def check_mirror_dir(path: str | os.PathLike) -> str:
+    """The absolute, resolved path of an existing directory to serve to the rigs."""
+    raw = os.fspath(path) if path is not None else ""
+    fix = (
+        "give an existing directory on this machine (`--mirror-dir DIR`); each rig serves it "
+        f"read-only at {LAB_MIRROR_URL}"
+    )
+    if not raw.strip():
+        raise InputError("--mirror-dir needs a directory", fix=fix)
+    p = Path(raw).expanduser()
+    if not p.exists():
+        raise InputError(f"mirror directory {raw!r} does not exist", fix=fix)
+    if not p.is_dir():
+        raise InputError(f"mirror directory {raw!r} is not a directory", fix=fix)
+    resolved = str(p.resolve())
+    if ":" in resolved:
+        raise InputError(
+            f"mirror directory {resolved!r} has a ':' in its path, which Docker cannot bind-mount",
+            fix="move or link it to a path without ':' and give that",
+        )
+    return resolved
+
+
+def mirror_unit_text() -> str:
+    """The systemd unit that serves LAB_MIRROR_MOUNT on the rig's loopback only."""
+    return f"""\
+# Written by `rigctl lab up --mirror-dir`: serves the lab's mirror directory (the
+# controller's directory bind-mounted read-only at {LAB_MIRROR_MOUNT}) on this rig's
+# loopback only, at {LAB_MIRROR_URL}
+[Unit]
+Description=rigctl lab mirror: {LAB_MIRROR_MOUNT} at {LAB_MIRROR_URL}
+After=network.target
+
+[Service]
+Type=exec
+ExecStart=/usr/bin/python3 -m http.server {LAB_MIRROR_PORT} --bind 127.0.0.1 --directory {LAB_MIRROR_MOUNT}
+Restart=on-failure
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 def default_mirror() -> str:
@@ -234,6 +289,7 @@ class Lab:
     network: str = ""
     created: str = ""
     rigs: list[Rig] = field(default_factory=list)
+    mirror_dir: str = ""  # `--mirror-dir`: served in every rig at LAB_MIRROR_URL ("" for none)
 
     @property
     def dir(self) -> Path:
@@ -266,6 +322,7 @@ class Lab:
         d["ssh_user"] = RIG_USER
         d["ssh_key"] = str(self.key)
         d["known_hosts"] = str(self.known_hosts)
+        d["mirror_url"] = LAB_MIRROR_URL if self.mirror_dir else None
         for r, rd in zip(self.rigs, d["rigs"], strict=True):
             rd["name"] = r.name
         return d
@@ -291,6 +348,7 @@ class Lab:
             network=d.get("network", ""),
             created=d.get("created", ""),
             rigs=sorted(rigs, key=lambda r: r.index),
+            mirror_dir=str(d.get("mirror_dir") or ""),
         )
 
 

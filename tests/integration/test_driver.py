@@ -125,7 +125,8 @@ def test_mirror_signing_key_not_pinned_is_refused_before_apt_trusts_it(lab1, tmp
     gone = _on_rig(
         lab1,
         "shell",
-        "test ! -e /etc/apt/keyrings/rigctl-nvidia-cuda.asc && "
-        "test ! -e /etc/apt/sources.list.d/rigctl-nvidia-driver.sources",
+        "test ! -e /etc/apt/keyrings/rigctl-srv-mirror.asc && "
+        "test ! -e /etc/apt/sources.list.d/rigctl-srv-mirror.sources && "
+        "! grep -rl srv/mirror /etc/apt/sources.list.d /etc/apt/keyrings",
     )
     assert gone.returncode == 0, gone.stdout

@@ -20,10 +20,13 @@ EXTRA_STEPS = {
     "gpu_tuning": ("side_effect",),
     "nvidia_driver_open": ("prepare",),
     "nvidia_driver_p2p": ("prepare", "side_effect"),
+    "cuda_nccl": ("side_effect",),
 }
 
 
-@pytest.mark.parametrize("scenario", ["default", "gpu_tuning", "nvidia_driver_open", "nvidia_driver_p2p"])
+@pytest.mark.parametrize(
+    "scenario", ["default", "gpu_tuning", "nvidia_driver_open", "nvidia_driver_p2p", "cuda_nccl"]
+)
 def test_molecule_scenario(scenario):
     bindir = Path(sys.executable).parent
     env = dict(

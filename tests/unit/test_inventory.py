@@ -676,7 +676,37 @@ def test_cuda_needs_new_enough_driver(in_tmp):
     text = one_rig(host_vars='rig_driver_version: "520.61.05"\nrig_cuda_version: "12.4"\n')
     rc, out, _ = check_text(text)
     assert rc == 2
-    assert "CUDA 12.4 needs driver 525.60.13 or newer, but rig_driver_version is 520.61.05" in out
+    assert ("rig_cuda_version: CUDA 12.4 needs NVIDIA driver 550.54.14 or newer (any CUDA 12.x "
+            "needs at least 525.60.13); rig_driver_version is 520.61.05") in out
+    assert "set rig_cuda_version to a release this driver supports (11.8 or older)" in out
+
+
+def test_cuda_newer_than_the_driver_needs_minor_version_compat(in_tmp):
+    text = one_rig(host_vars='rig_driver_version: "535.261.03"\nrig_cuda_version: "12.8"\n')
+    rc, out, _ = check_text(text)
+    assert rc == 2
+    assert ("CUDA 12.8 ships with driver 570.26; the installed driver 535.261.03 supports CUDA "
+            "up to 12.2") in out
+    assert "rig_cuda_minor_version_compat: true" in out
+    accepted = one_rig(host_vars='rig_driver_version: "535.261.03"\nrig_cuda_version: "12.8"\n'
+                       "rig_cuda_minor_version_compat: true\n")
+    assert check_text(accepted)[0] == 0
+
+
+def test_cuda_extra_versions_checked_against_the_driver_and_the_source(in_tmp):
+    text = one_rig(host_vars='rig_driver_version: "570.86.16"\nrig_cuda_version: "12.8"\n'
+                   'rig_cuda_extra_versions: ["13.0", "12.8"]\nrig_cuda_source: debian\n')
+    rc, out, _ = check_text(text)
+    assert rc == 2
+    assert "rig_cuda_extra_versions: CUDA 13.0 needs NVIDIA driver 580.65.06 or newer" in out
+    assert "12.8 is rig_cuda_version already" in out
+    assert "the debian source ships one CUDA toolkit" in out
+
+
+def test_nccl_mirror_needs_its_url(in_tmp):
+    rc, out, _ = check_text(one_rig(host_vars="rig_nccl_source: mirror\n"))
+    assert rc == 2
+    assert "rig_nccl_mirror_url: required because rig_nccl_source is 'mirror'" in out
 
 
 def test_lab_profile_on_a_real_address_is_a_warning(in_tmp):

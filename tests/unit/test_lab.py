@@ -462,3 +462,236 @@ def test_lab_commands_are_listed(capsys):
     assert code == 0
     for cmd in ("up", "down", "status", "ssh", "restart", "list", "image", "profiles"):
         assert f"  {cmd} " in out
+
+
+# --- lab up --mirror-dir: a controller directory served inside every rig ---------------
+
+
+def test_the_lab_mirror_url_is_on_the_rigs_loopback():
+    import rigctl.lab as lab_pkg
+
+    assert lab_pkg.LAB_MIRROR_URL == "http://127.0.0.1:8600/"
+    assert lab_pkg.LAB_MIRROR_MOUNT == "/srv/rigctl-mirror"
+    assert lab_pkg.LAB_MIRROR_UNIT == "rigctl-lab-mirror.service"
+
+
+def test_lab_up_help_lists_mirror_dir(capsys):
+    code, out, _ = run_cli(capsys, "lab", "up", "--help")
+    assert code == 0
+    assert "--mirror-dir DIR" in out and "--mirror URL" in out
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "empty"])
+def test_lab_up_mirror_dir_must_be_an_existing_directory(capsys, tmp_path, monkeypatch, kind):
+    # Checked before anything else: no docker CLI is needed to be told.
+    monkeypatch.setenv(docker.DOCKER_ENV, str(tmp_path / "no-docker"))
+    path = {"missing": tmp_path / "nope", "file": tmp_path / "f", "empty": ""}[kind]
+    if kind == "file":
+        path.write_text("x")
+    code, out, err = run_cli(capsys, "lab", "up", "--name", "t-unit", "--mirror-dir", str(path))
+    assert code == EXIT_USAGE, err
+    message = {
+        "missing": f"mirror directory '{path}' does not exist",
+        "file": f"mirror directory '{path}' is not a directory",
+        "empty": "--mirror-dir needs a directory",
+    }[kind]
+    assert f"error: {message}" in err
+    assert "  fix: give an existing directory on this machine (`--mirror-dir DIR`)" in err
+    assert out == ""
+    assert not (model.lab_dir("t-unit")).exists()
+
+
+def test_mirror_dir_is_resolved_to_an_absolute_path(tmp_path, monkeypatch):
+    real = tmp_path / "repo"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+    assert model.check_mirror_dir("repo") == str(real)
+    assert model.check_mirror_dir(tmp_path / "link") == str(real)
+    colon = tmp_path / "a:b"
+    colon.mkdir()
+    with pytest.raises(InputError, match="':' in its path"):
+        model.check_mirror_dir(colon)
+
+
+def test_docker_create_argv_mounts_the_mirror_dir_read_only(tmp_path):
+    from rigctl.lab import create_argv
+
+    lab = make_lab(n=1)
+    plain = create_argv(lab, lab.rigs[0])
+    assert not any("/srv/rigctl-mirror" in a or "mirror-dir" in a for a in plain)
+    assert plain[-2:] == ["rigctl-lab:bookworm-x", "/lib/systemd/systemd"]
+
+    lab.mirror_dir = str(tmp_path)
+    argv = create_argv(lab, lab.rigs[0])
+    assert argv[:2] == ["create", "--pull"]
+    i = argv.index(f"{tmp_path}:/srv/rigctl-mirror:ro")
+    assert argv[i - 1] == "-v"
+    assert argv[argv.index(f"io.rigctl.lab.mirror-dir={tmp_path}") - 1] == "--label"
+    assert argv[-2:] == ["rigctl-lab:bookworm-x", "/lib/systemd/systemd"]
+    assert i < argv.index("rigctl-lab:bookworm-x")
+    # Everything else is the same container.
+    assert [a for a in argv if a not in plain] == [
+        f"io.rigctl.lab.mirror-dir={tmp_path}",
+        f"{tmp_path}:/srv/rigctl-mirror:ro",
+    ]
+    assert argv[argv.index("-p") + 1] == "127.0.0.1:22201:22"
+
+
+def test_the_mirror_unit_serves_on_loopback_and_is_enabled_for_boot(tmp_path):
+    from rigctl.lab.lab import _rig_files
+
+    lab = make_lab(n=1)
+    paths = [f[0] for f in _rig_files(lab, lab.rigs[0], "ssh-ed25519 AAAA k", False)]
+    assert "/etc/systemd/system/rigctl-lab-mirror.service" not in paths
+
+    lab.mirror_dir = str(tmp_path)
+    files = {f[0]: f for f in _rig_files(lab, lab.rigs[0], "ssh-ed25519 AAAA k", False)}
+    unit = files["/etc/systemd/system/rigctl-lab-mirror.service"]
+    assert unit[2:] == (0o644, 0, 0)
+    lines = unit[1].decode().splitlines()
+    assert (
+        "ExecStart=/usr/bin/python3 -m http.server 8600 --bind 127.0.0.1 --directory /srv/rigctl-mirror"
+        in lines
+    )
+    assert "WantedBy=multi-user.target" in lines
+    assert "Restart=on-failure" in lines
+
+
+def test_lab_json_keeps_the_mirror_dir(home, tmp_path):
+    lab = make_lab(n=1)
+    lab.mirror_dir = str(tmp_path)
+    data = lab.to_json()
+    assert data["mirror_dir"] == str(tmp_path)
+    assert data["mirror_url"] == "http://127.0.0.1:8600/"
+    model.save_state(lab)
+    assert model.load_state("t-unit").mirror_dir == str(tmp_path)
+    # A lab.json from before --mirror-dir: no mirror.
+    data.pop("mirror_dir")
+    assert Lab.from_json(data).mirror_dir == ""
+    assert make_lab().to_json()["mirror_url"] is None
+
+
+def _container(i: int, mirror_dir: str = "") -> dict:
+    return {
+        "id": f"id{i}",
+        "name": model.container_name("t-unit", i),
+        "state": "running",
+        "image": "rigctl-lab:bookworm-x",
+        "lab": "t-unit",
+        "index": i,
+        "port": 22200 + i,
+        "profile": "4x3090",
+        "mirror_dir": mirror_dir,
+    }
+
+
+def test_the_mirror_dir_of_a_lab_is_fixed_when_it_is_created(tmp_path):
+    from rigctl.lab.lab import _resolve_mirror_dir
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    new = Lab(name="t-unit")
+    assert _resolve_mirror_dir("t-unit", new, {}, str(a)) == str(a)
+    assert _resolve_mirror_dir("t-unit", new, {}, None) == ""
+
+    lab = make_lab(n=2)
+    lab.mirror_dir = str(a)
+    both = {1: _container(1, str(a)), 2: _container(2, str(a))}
+    assert _resolve_mirror_dir("t-unit", lab, both, None) == str(a)  # kept
+    assert _resolve_mirror_dir("t-unit", lab, both, str(a)) == str(a)
+    with pytest.raises(InputError) as exc:
+        _resolve_mirror_dir("t-unit", lab, both, str(b))
+    assert f"lab 't-unit' serves {a} to its rigs; it cannot serve {b} instead" in exc.value.message
+    assert "`rigctl lab down --name t-unit` first" in exc.value.fix
+    assert f"leave out --mirror-dir to keep {a}" in exc.value.fix
+
+    # A lab started without one cannot get one in place either.
+    plain = make_lab(n=1)
+    with pytest.raises(InputError, match="was started without --mirror-dir; it cannot serve"):
+        _resolve_mirror_dir("t-unit", plain, {1: _container(1)}, str(a))
+    # The containers' bind mounts win over lab.json (e.g. a rewritten lab.json).
+    assert _resolve_mirror_dir("t-unit", plain, {1: _container(1, str(a))}, None) == str(a)
+    with pytest.raises(InputError, match="serve different mirror directories"):
+        _resolve_mirror_dir("t-unit", lab, {1: _container(1, str(a)), 2: _container(2)}, None)
+    # Containers removed by hand: lab.json still says which directory they had.
+    assert _resolve_mirror_dir("t-unit", lab, {}, None) == str(a)
+    # The recorded directory is gone: Docker would make an empty one in its place.
+    a.rmdir()
+    with pytest.raises(InputError, match="which is gone"):
+        _resolve_mirror_dir("t-unit", lab, both, None)
+
+
+def test_lab_up_with_another_mirror_dir_refuses_before_touching_anything(capsys, tmp_path, monkeypatch):
+    from rigctl.lab import lab as lab_mod
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    lab = make_lab(n=1)
+    lab.mirror_dir = str(a)
+    model.save_state(lab)
+    calls = []
+    monkeypatch.setattr(lab_mod, "_tool", lambda name: name)
+    monkeypatch.setattr(lab_mod.docker, "check_engine", lambda: "docker")
+    monkeypatch.setattr(
+        lab_mod, "discover", lambda name: (model.load_state(name), {1: _container(1, str(a))})
+    )
+    monkeypatch.setattr(lab_mod.docker, "run", lambda *a, **k: calls.append(a))
+    code, out, err = run_cli(capsys, "lab", "up", "--name", "t-unit", "--mirror-dir", str(b))
+    assert code == EXIT_USAGE
+    assert f"error: lab 't-unit' serves {a} to its rigs; it cannot serve {b} instead" in err
+    assert f"rigctl lab up --name t-unit --mirror-dir {b}" in err
+    assert calls == []
+    assert model.load_state("t-unit").mirror_dir == str(a)
+
+
+def test_lab_restart_refuses_when_the_mirror_dir_is_gone(tmp_path):
+    from rigctl.lab import lab_restart
+
+    lab = make_lab(n=1)
+    lab.mirror_dir = str(tmp_path / "gone")
+    model.save_state(lab)
+    with pytest.raises(InputError, match="which is gone"):
+        lab_restart("t-unit", "lab-rig-1")
+
+
+def test_status_and_list_show_the_mirror_dir(capsys, tmp_path, monkeypatch):
+    from rigctl.cli.lab_cmd import _status_table
+    from rigctl.lab import lab as lab_mod
+    from rigctl.lab import list_labs
+
+    lab = make_lab(n=1)
+    lab.mirror_dir = str(tmp_path)
+    model.save_state(lab)
+    monkeypatch.setattr(lab_mod, "_containers", lambda name=None: [])
+    assert list_labs()[0]["mirror_dir"] == str(tmp_path)
+    code, out, _ = run_cli(capsys, "lab", "list")
+    assert code == 0 and f"mirror={tmp_path}" in out
+
+    row = {
+        "rig": "lab-rig-1",
+        "container": "c",
+        "state": "running",
+        "port": 22201,
+        "profile": "4x3090",
+        "gpu_count": 4,
+        "systemd": "running",
+        "failed_units": [],
+        "ssh": True,
+        "mirror": "active",
+    }
+    st = {
+        "name": "t-unit",
+        "image": "i",
+        "inventory": "/x/inventory.yml",
+        "mirror_dir": str(tmp_path),
+        "mirror_url": "http://127.0.0.1:8600/",
+        "rigs": [row],
+    }
+    _status_table(st)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["rig", "container", "port", "profile", "systemd", "ssh", "mirror"]
+    assert out[1].split()[-1] == "active"
+    assert f"mirror: {tmp_path} at http://127.0.0.1:8600/ inside each rig" in out

@@ -1,0 +1,260 @@
+"""``/etc/nccl.conf`` from what a rig really is, shared by the nccl role's module and the
+verification suite (which recomputes it from the live rig and compares).
+
+Stdlib only, Python 3.9 syntax: shipped to managed hosts as module_utils.
+
+NCCL reads ``/etc/nccl.conf`` (``KEY=VALUE`` lines, ``#`` comments) in every process, after
+the environment (a variable set in a job's environment still wins). What rigctl writes:
+
+- P2P: consumer GPUs on a PCIe-only rig either do P2P (the patched open module; ``nvidia-smi
+  topo -p2p r`` says ``OK``) or not (stock driver: ``NS``; chipset-attached: ``CNS``). When
+  every GPU pair is ``OK`` NCCL may use P2P across the whole topology: ``NCCL_P2P_LEVEL=SYS``
+  (its default stops at the PCIe host bridge and would leave CPU-crossing pairs staged).
+  When no pair is ``OK``, ``NCCL_P2P_DISABLE=1``: NCCL's own detection can still try P2P
+  and hang. When only nearby pairs work, the widest level that covers only working pairs.
+- ``NCCL_IB_DISABLE=1`` when the rig has no InfiniBand/RoCE device (no waiting on IB).
+- ``NCCL_SOCKET_IFNAME`` from the inventory.
+- The inventory's ``rig_nccl_env`` is merged on top, key by key (the P2P keys as one
+  group: an inventory P2P setting replaces rigctl's P2P choice).
+
+Every setting carries a comment saying why it is there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from . import constants, hostfacts, parsers
+
+CONF_PATH = "/etc/nccl.conf"
+HEADER = "# Managed by rigctl (nccl role): every setting says why it is here. Local edits are " \
+    "replaced;\n# set NCCL variables in the inventory (rig_nccl_env, rig_nccl_socket_ifname).\n"
+
+# NCCL_P2P_LEVEL values, closest first (NCCL docs): a level lets P2P run over paths up to
+# and including that type. NODE (PCIe host bridges within a NUMA node) sits between PHB
+# and SYS; NCCL has no NODE level value, so such pairs are covered by SYS only.
+_PATH_ORDER = ("PIX", "PXB", "PHB", "NODE", "SYS")
+_LEVELS = ("PIX", "PXB", "PHB")
+P2P_KEYS = ("NCCL_P2P_LEVEL", "NCCL_P2P_DISABLE")
+
+
+def _pairs(devices):
+    for i, a in enumerate(devices):
+        for b in devices[i + 1:]:
+            yield a, b
+
+
+def _path_rank(path):
+    if path is None:
+        return len(_PATH_ORDER) - 1
+    if path.startswith("NV"):
+        return -1  # NVLink: closer than any PCIe path
+    return _PATH_ORDER.index(path) if path in _PATH_ORDER else len(_PATH_ORDER) - 1
+
+
+def p2p_decision(p2p_matrix, topo_links=None, flavor=None, error=None):
+    """What NCCL should do about P2P on this rig.
+
+    ``p2p_matrix``: ``parsers.parse_topo_p2p(...)`` of ``topo -p2p r`` (None when the driver
+    does not answer; then ``error`` says why). ``topo_links``: ``parse_topo_matrix(...)
+    ["links"]`` (path type per GPU pair) or None. ``flavor``: the driver flavor rigctl
+    installed (for the comment only).
+
+    Returns ``{"key", "value", "reason", "pairs_ok", "pairs_total", "state"}``; ``key`` None
+    for a single-GPU rig. ``state``: all, none, partial, single, unknown.
+    """
+    if p2p_matrix is None:
+        return {
+            "key": "NCCL_P2P_DISABLE", "value": "1", "state": "unknown", "pairs_ok": 0, "pairs_total": 0,
+            "reason": "P2P state unknown (%s): disabled so NCCL cannot hang on a broken P2P path; "
+            "run rigctl provision again once the driver answers" % (error or "nvidia-smi did not answer"),
+        }
+    devices = list(p2p_matrix["devices"])
+    status = p2p_matrix["status"]
+    pairs = list(_pairs(devices))
+    if not pairs:
+        return {"key": None, "value": None, "state": "single", "pairs_ok": 0, "pairs_total": 0,
+                "reason": "one GPU: no peer-to-peer traffic"}
+    ok = [(a, b) for a, b in pairs
+          if status.get(a, {}).get(b) == "OK" and status.get(b, {}).get(a) == "OK"]
+    bad = [(a, b) for a, b in pairs if (a, b) not in ok]
+    module = " (driver flavor %s)" % flavor if flavor else ""
+    if not bad:
+        return {
+            "key": "NCCL_P2P_LEVEL", "value": "SYS", "state": "all", "pairs_ok": len(ok),
+            "pairs_total": len(pairs),
+            "reason": "P2P works between all %d GPU pairs (nvidia-smi topo -p2p r: OK)%s: let NCCL "
+            "use it across the whole PCIe topology, CPU crossings included" % (len(pairs), module),
+        }
+    cells = sorted({status.get(a, {}).get(b, "?") for a, b in bad})
+    if not ok:
+        return {
+            "key": "NCCL_P2P_DISABLE", "value": "1", "state": "none", "pairs_ok": 0,
+            "pairs_total": len(pairs),
+            "reason": "P2P works between no GPU pair (nvidia-smi topo -p2p r: %s)%s: disabled so "
+            "NCCL stages copies through host memory instead of hanging" % ("/".join(cells), module),
+        }
+    # Some pairs work: the widest level that covers only working pairs, if any.
+    links = topo_links or {}
+    best = None
+    for level in _LEVELS:
+        rank = _PATH_ORDER.index(level)
+        covered = [(a, b) for a, b in pairs if _path_rank(links.get(a, {}).get(b)) <= rank]
+        if covered and all(pair in ok for pair in covered):
+            best = (level, len(covered))
+    if best is None or not links:
+        return {
+            "key": "NCCL_P2P_DISABLE", "value": "1", "state": "partial", "pairs_ok": len(ok),
+            "pairs_total": len(pairs),
+            "reason": "P2P works between only %d of %d GPU pairs (others: %s)%s and no PCIe path "
+            "level covers only working pairs: disabled so NCCL cannot hang"
+            % (len(ok), len(pairs), "/".join(cells), module),
+        }
+    return {
+        "key": "NCCL_P2P_LEVEL", "value": best[0], "state": "partial", "pairs_ok": len(ok),
+        "pairs_total": len(pairs),
+        "reason": "P2P works between only %d of %d GPU pairs (others: %s)%s; the %d pairs within "
+        "%s paths all work: P2P limited to those" % (len(ok), len(pairs), "/".join(cells), module,
+                                                     best[1], best[0]),
+    }
+
+
+def read_p2p(root="/"):
+    """Run ``topo -p2p r`` and ``topo -m`` on this rig (the simulated tool on a lab rig) and
+    return :func:`p2p_decision`'s inputs: ``(p2p_matrix or None, topo_links or None, error)``."""
+    smi = constants.SIMGPU_TOOL if hostfacts.simulation(root) else "nvidia-smi"
+    rc, out, err = hostfacts.run([smi, "topo", "-p2p", "r"])
+    if rc != 0:
+        text = (err or out).strip().splitlines()
+        return None, None, "nvidia-smi topo -p2p r: %s" % (text[0] if text else "rc=%d" % rc)
+    try:
+        matrix = parsers.parse_topo_p2p(out)
+    except ValueError as exc:
+        return None, None, "nvidia-smi topo -p2p r: %s" % exc
+    links = None
+    rc, out, _ = hostfacts.run([smi, "topo", "-m"])
+    if rc == 0:
+        try:
+            links = parsers.parse_topo_matrix(out)["links"]
+        except ValueError:
+            links = None
+    return matrix, links, None
+
+
+def ib_devices(root="/"):
+    """InfiniBand/RoCE devices the kernel has (names under /sys/class/infiniband)."""
+    path = os.path.join(root, "sys/class/infiniband")
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def net_interfaces(root="/"):
+    try:
+        return sorted(os.listdir(os.path.join(root, "sys/class/net")))
+    except OSError:
+        return []
+
+
+def ifname_matches(spec, interfaces):
+    """Interfaces NCCL_SOCKET_IFNAME ``spec`` selects (prefixes, ``=exact``, ``^exclude``)."""
+    items = [s for s in (spec or "").split(",") if s]
+    if not items:
+        return list(interfaces)
+    exclude = items[0].startswith("^")
+    if exclude:
+        items = [items[0][1:]] + items[1:]
+
+    def hit(name, item):
+        return name == item[1:] if item.startswith("=") else name.startswith(item)
+
+    chosen = [n for n in interfaces if any(hit(n, i) for i in items)]
+    if exclude:
+        return [n for n in interfaces if n not in chosen]
+    return chosen
+
+
+def _value(v):
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    return str(v)
+
+
+def settings(p2p, ib=(), socket_ifname=None, overrides=None):
+    """The ordered list of ``{"key", "value", "reason", "source"}`` to write.
+
+    ``p2p``: :func:`p2p_decision`'s answer; ``ib``: :func:`ib_devices`; ``overrides``: the
+    inventory's ``rig_nccl_env``."""
+    overrides = dict(overrides or {})
+    out = []
+    inventory_p2p = [k for k in P2P_KEYS if k in overrides]
+    if p2p.get("key"):
+        if inventory_p2p:
+            for key in inventory_p2p:
+                out.append({"key": key, "value": _value(overrides.pop(key)), "source": "inventory",
+                            "reason": "set in the inventory (rig_nccl_env); rigctl would write %s=%s: %s"
+                            % (p2p["key"], p2p["value"], p2p["reason"])})
+        else:
+            out.append({"key": p2p["key"], "value": p2p["value"], "reason": p2p["reason"],
+                        "source": "rig"})
+    else:
+        for key in inventory_p2p:
+            out.append({"key": key, "value": _value(overrides.pop(key)), "source": "inventory",
+                        "reason": "set in the inventory (rig_nccl_env); %s" % p2p["reason"]})
+    if "NCCL_IB_DISABLE" in overrides:
+        out.append({"key": "NCCL_IB_DISABLE", "value": _value(overrides.pop("NCCL_IB_DISABLE")),
+                    "source": "inventory",
+                    "reason": "set in the inventory (rig_nccl_env); InfiniBand devices here: %s"
+                    % (", ".join(ib) or "none")})
+    elif not ib:
+        out.append({"key": "NCCL_IB_DISABLE", "value": "1", "source": "rig",
+                    "reason": "no InfiniBand/RoCE device on this rig (/sys/class/infiniband is empty): "
+                    "NCCL skips the IB transport instead of probing for it"})
+    if socket_ifname:
+        out.append({"key": "NCCL_SOCKET_IFNAME", "value": socket_ifname, "source": "inventory",
+                    "reason": "rig_nccl_socket_ifname: the interfaces NCCL uses for bootstrap and "
+                    "socket traffic"})
+    for key in sorted(overrides):
+        out.append({"key": key, "value": _value(overrides[key]), "source": "inventory",
+                    "reason": "set in the inventory (rig_nccl_env)"})
+    return out
+
+
+def render(entries):
+    """The file text: header, then per setting its reason as a comment and the line."""
+    lines = [HEADER.rstrip("\n")]
+    for entry in entries:
+        reason = re.sub(r"\s+", " ", entry["reason"]).strip()
+        lines.append("")
+        lines.append("# " + reason)
+        lines.append("%s=%s" % (entry["key"], entry["value"]))
+    return "\n".join(lines) + "\n"
+
+
+def parse_conf(text):
+    """``KEY=VALUE`` lines of an nccl.conf -> dict (comments and blank lines skipped; the
+    last assignment of a key wins, as in NCCL)."""
+    values = {}
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ValueError("nccl.conf line without '=': %r" % raw)
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip()
+    return values
+
+
+def undocumented_lines(text):
+    """Setting lines that have no comment line right above them."""
+    missing = []
+    previous = ""
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and "=" in line and not previous.startswith("#"):
+            missing.append(line)
+        previous = line
+    return missing
