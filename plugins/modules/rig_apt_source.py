@@ -136,6 +136,19 @@ def main():
     result = dict(name=name, sources_path=sources_path, keyring_path=keyring_path, updated=False,
                   changed=False)
     legacy = [path for path in p["legacy_paths"] if os.path.lexists(path)]
+    # Another rigctl source file for the same repository (an older rigctl named it
+    # differently): two Signed-By keyrings for one URL make apt refuse every update.
+    for other in sorted(os.listdir(aptsource.SOURCES_DIR)) if os.path.isdir(aptsource.SOURCES_DIR) else []:
+        path = os.path.join(aptsource.SOURCES_DIR, other)
+        if not other.startswith("rigctl-") or not other.endswith(".sources") or path == sources_path:
+            continue
+        text = (_read(path) or b"").decode("utf-8", "replace")
+        if "URIs: %s\n" % url in text and text.startswith("# Managed by rigctl"):
+            legacy.append(path)
+            for line in text.splitlines():
+                keyring = line.split(":", 1)[1].strip() if line.startswith("Signed-By:") else None
+                if keyring and os.path.basename(keyring).startswith("rigctl-") and keyring != keyring_path:
+                    legacy.append(keyring)
 
     if p["state"] == "absent":
         present = [path for path in (sources_path, keyring_path) if os.path.exists(path)] + legacy
@@ -187,7 +200,8 @@ def main():
                    " | ".join(aptsource.apt_problem_lines(output)) or output.strip()[-400:]),
                 reason=kind or "apt-error", **result)
     for path in legacy:
-        os.unlink(path)
+        if os.path.lexists(path):
+            os.unlink(path)
     module.exit_json(**result)
 
 

@@ -205,8 +205,10 @@ def source_name(url):
     name, so the driver, CUDA and NCCL roles share one source when they use one repository)."""
     match = re.match(r"^[a-z]+://([^/]*)(/.*)?$", url or "")
     rest = (match.group(1) + (match.group(2) or "")) if match else (url or "")
-    slug = re.sub(r"[^A-Za-z0-9.]+", "-", rest).strip("-.")
-    return slug[:100] or "repository"
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", rest).strip("-.")[:80] or "repository"
+    # Distinct URLs that read the same as a slug (nvidia/cuda vs nvidia-cuda) stay apart.
+    digest = hashlib.sha256((url or "").rstrip("/").encode("utf-8")).hexdigest()[:8]
+    return "%s-%s" % (slug, digest)
 
 
 def paths(name):
@@ -215,20 +217,23 @@ def paths(name):
             "%s/apt-key-%s.staged" % (STATE_DIR, name))
 
 
+# Checked in this order: apt ends most signature refusals with "... is not signed", so the
+# specific causes come before that generic line.
 _APT_PATTERNS = (
     (r"NO_PUBKEY ([0-9A-F]+)", "unknown-key",
      "the repository is signed by key {0}, not by the pinned key apt was given"),
-    (r"BADSIG|bad signature", "bad-signature", "the repository's signature does not verify"),
-    (r"is not signed|does not have a Release file|InRelease' is not signed|Release' is not signed",
-     "unsigned", "the repository is not signed (no InRelease/Release.gpg)"),
-    (r"EXPKEYSIG|KEYEXPIRED|expired", "expired", "the repository's signing key has expired"),
+    (r"EXPKEYSIG|KEYEXPIRED", "expired", "the repository's signing key has expired"),
+    (r"BADSIG|bad signature|The following signatures were invalid", "bad-signature",
+     "the repository's signature does not verify"),
     (r"Clearsigned file isn't valid|NOSPLIT", "invalid",
      "the repository's InRelease is not a valid signed file"),
-    (r"The following signatures were invalid|signatures couldn't be verified", "bad-signature",
-     "the repository's signature does not verify"),
     (r"Hash Sum mismatch|File has unexpected size", "hash-mismatch",
      "the repository's index files do not match its Release file"),
-    (r"Failed to fetch|Could not connect|Connection failed|404\s+Not Found|Temporary failure resolving",
+    (r"does not have a Release file|404\s+Not Found", "unreachable",
+     "there is no apt repository at that URL (no Release file: check the URL)"),
+    (r"is not signed", "unsigned", "the repository is not signed (no InRelease/Release.gpg)"),
+    (r"signatures couldn't be verified", "bad-signature", "the repository's signature does not verify"),
+    (r"Failed to fetch|Could not connect|Connection failed|Temporary failure resolving",
      "unreachable", "the repository could not be fetched"),
 )
 

@@ -235,9 +235,51 @@ def parse_madison(text):
     return versions
 
 
+def _deb_order(char):
+    if char == "~":
+        return -1
+    if char.isalpha():
+        return ord(char)
+    return ord(char) + 256 if char else 0
+
+
+def _deb_compare_part(a, b):
+    """dpkg's comparison of an upstream version or revision string."""
+    while a or b:
+        da = re.match(r"^[^0-9]*", a).group(0)
+        db = re.match(r"^[^0-9]*", b).group(0)
+        for i in range(max(len(da), len(db))):
+            ca = _deb_order(da[i] if i < len(da) else "")
+            cb = _deb_order(db[i] if i < len(db) else "")
+            if ca != cb:
+                return -1 if ca < cb else 1
+        a, b = a[len(da):], b[len(db):]
+        na = re.match(r"^[0-9]*", a).group(0)
+        nb = re.match(r"^[0-9]*", b).group(0)
+        if int(na or 0) != int(nb or 0):
+            return -1 if int(na or 0) < int(nb or 0) else 1
+        a, b = a[len(na):], b[len(nb):]
+    return 0
+
+
+def deb_compare(a, b):
+    """Compare two Debian versions like ``dpkg --compare-versions``: -1, 0 or 1."""
+    def split(v):
+        epoch, _, rest = v.partition(":") if ":" in v else ("0", "", v)
+        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
+        return int(epoch or 0), upstream, revision
+
+    ea, ua, ra = split(a)
+    eb, ub, rb = split(b)
+    if ea != eb:
+        return -1 if ea < eb else 1
+    return _deb_compare_part(ua, ub) or _deb_compare_part(ra, rb)
+
+
 def _deb_sort_key(version):
-    # Good enough for the versions compared here (same package, numeric parts).
-    return tuple(int(p) for p in re.findall(r"\d+", version))
+    import functools
+
+    return functools.cmp_to_key(deb_compare)(version)
 
 
 # --- NCCL ------------------------------------------------------------------------------

@@ -32,9 +32,10 @@ HEADER = "# Managed by rigctl (nccl role): every setting says why it is here. Lo
     "replaced;\n# set NCCL variables in the inventory (rig_nccl_env, rig_nccl_socket_ifname).\n"
 
 # NCCL_P2P_LEVEL values, closest first (NCCL docs): a level lets P2P run over paths up to
-# and including that type. NODE (PCIe host bridges within a NUMA node) sits between PHB
-# and SYS; NCCL has no NODE level value, so such pairs are covered by SYS only.
-_PATH_ORDER = ("PIX", "PXB", "PHB", "NODE", "SYS")
+# and including that type. nvidia-smi's NODE (PCIe host bridges of one CPU/NUMA node) is
+# NCCL's PHB: NCCL has no NODE path type, and "PHB" there means "same NUMA node".
+_PATH_ORDER = ("PIX", "PXB", "PHB", "SYS")
+_PATH_ALIASES = {"NODE": "PHB"}
 _LEVELS = ("PIX", "PXB", "PHB")
 P2P_KEYS = ("NCCL_P2P_LEVEL", "NCCL_P2P_DISABLE")
 
@@ -50,6 +51,7 @@ def _path_rank(path):
         return len(_PATH_ORDER) - 1
     if path.startswith("NV"):
         return -1  # NVLink: closer than any PCIe path
+    path = _PATH_ALIASES.get(path, path)
     return _PATH_ORDER.index(path) if path in _PATH_ORDER else len(_PATH_ORDER) - 1
 
 
@@ -159,21 +161,26 @@ def net_interfaces(root="/"):
 
 
 def ifname_matches(spec, interfaces):
-    """Interfaces NCCL_SOCKET_IFNAME ``spec`` selects (prefixes, ``=exact``, ``^exclude``)."""
-    items = [s for s in (spec or "").split(",") if s]
+    """Interfaces NCCL_SOCKET_IFNAME ``spec`` selects, read as NCCL reads it: an optional
+    ``^`` (exclude) then an optional ``=`` (exact names) apply to the whole list; without
+    ``=`` each item is a name prefix."""
+    spec = spec or ""
+    exclude = spec.startswith("^")
+    if exclude:
+        spec = spec[1:]
+    exact = spec.startswith("=")
+    if exact:
+        spec = spec[1:]
+    items = [s for s in spec.split(",") if s]
     if not items:
-        return list(interfaces)
-    exclude = items[0].startswith("^")
-    if exclude:
-        items = [items[0][1:]] + items[1:]
+        return [] if exclude is False and exact else list(interfaces)
 
-    def hit(name, item):
-        return name == item[1:] if item.startswith("=") else name.startswith(item)
+    def hit(name):
+        return any(name == i if exact else name.startswith(i) for i in items)
 
-    chosen = [n for n in interfaces if any(hit(n, i) for i in items)]
     if exclude:
-        return [n for n in interfaces if n not in chosen]
-    return chosen
+        return [n for n in interfaces if not hit(n)]
+    return [n for n in interfaces if hit(n)]
 
 
 def _value(v):
@@ -235,7 +242,7 @@ def render(entries):
 
 def parse_conf(text):
     """``KEY=VALUE`` lines of an nccl.conf -> dict (comments and blank lines skipped; the
-    last assignment of a key wins, as in NCCL)."""
+    first assignment of a key wins, as in NCCL, which sets a variable only when unset)."""
     values = {}
     for raw in (text or "").splitlines():
         line = raw.strip()
@@ -244,7 +251,7 @@ def parse_conf(text):
         if "=" not in line:
             raise ValueError("nccl.conf line without '=': %r" % raw)
         key, value = line.split("=", 1)
-        values[key.strip()] = value.strip()
+        values.setdefault(key.strip(), value.strip())
     return values
 
 

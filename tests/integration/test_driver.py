@@ -125,8 +125,7 @@ def test_mirror_signing_key_not_pinned_is_refused_before_apt_trusts_it(lab1, tmp
     gone = _on_rig(
         lab1,
         "shell",
-        "test ! -e /etc/apt/keyrings/rigctl-srv-mirror.asc && "
-        "test ! -e /etc/apt/sources.list.d/rigctl-srv-mirror.sources && "
-        "! grep -rl srv/mirror /etc/apt/sources.list.d /etc/apt/keyrings",
+        "! ls /etc/apt/keyrings/rigctl-srv-mirror-* /etc/apt/sources.list.d/rigctl-srv-mirror-* "
+        "2>/dev/null && ! grep -rl srv/mirror /etc/apt/sources.list.d /etc/apt/keyrings",
     )
     assert gone.returncode == 0, gone.stdout
