@@ -96,9 +96,7 @@ def phase_plan(module, params, releases):
         rc, out, err = module.run_command(["apt-cache", "madison", package],
                                           environ_update={"LANG": "C"})
         available = cuda.parse_madison(out) if rc == 0 else []
-        rc, installed, _ = module.run_command(
-            ["dpkg-query", "-W", "-f", "${Version} ${db:Status-Abbrev}", package])
-        installed = installed.split()[0] if rc == 0 and installed.strip().endswith("ii") else None
+        installed = cuda.installed_deb_version(package)
         if installed and cuda.deb_matches_cuda(installed, source, release):
             chosen = installed
         else:

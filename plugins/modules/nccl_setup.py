@@ -52,9 +52,7 @@ def phase_plan(module, params):
     driver_version = None
     if cuda_version is None:
         driver_version, _ = cuda.read_driver_version()
-    rc, installed, _ = module.run_command(
-        ["dpkg-query", "-W", "-f", "${Version} ${db:Status-Abbrev}", "libnccl2"])
-    installed = installed.split()[0] if rc == 0 and installed.strip().endswith("ii") else None
+    installed = cuda.installed_deb_version("libnccl2")
     choice = cuda.select_nccl_build(available, params["version"], cuda_version, driver_version)
     if installed and installed in choice["candidates"] and choice["version"]:
         if cuda.parse_nccl_deb_version(installed)["cuda"] == choice["cuda"]:

@@ -399,6 +399,15 @@ def read_driver_version(root="/"):
     return version, where
 
 
+def installed_deb_version(package):
+    """The installed version of one NVIDIA/CUDA/NCCL package (from hostfacts'
+    package list), or None."""
+    for entry in hostfacts.nvidia_packages() or []:
+        if entry["name"] == package:
+            return entry["version"]
+    return None
+
+
 def read_nvcc_version(nvcc):
     """The CUDA release of an nvcc binary, or None when it is missing or does not answer."""
     rc, out, _ = hostfacts.run([nvcc, "--version"])
