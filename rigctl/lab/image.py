@@ -158,6 +158,14 @@ def ensure_image(release: str, mirror: str, log: Callable[[str], None] = print) 
     return tag
 
 
+KEYRING_ENV = "RIGCTL_LAB_KEYRING"
+
+
+def controller_keyring() -> str:
+    """The Debian archive keyring debootstrap checks the image's Release file against."""
+    return os.environ.get(KEYRING_ENV) or KEYRING
+
+
 def check_build_prerequisites() -> str:
     exe = shutil.which("debootstrap") or (
         "/usr/sbin/debootstrap" if os.path.exists("/usr/sbin/debootstrap") else None
@@ -167,6 +175,14 @@ def check_build_prerequisites() -> str:
             "debootstrap is not installed: the lab image is built locally with it "
             "(no image registry is used)",
             fix="`sudo apt-get install debootstrap`",
+        )
+    keyring = controller_keyring()
+    if not os.path.isfile(keyring) or os.path.getsize(keyring) == 0:
+        raise InputError(
+            f"the Debian archive keyring {keyring} is missing: debootstrap checks the lab "
+            "image's signatures against it and rigctl never builds an unverified image",
+            fix="`sudo apt-get install debian-archive-keyring` (scripts/setup does this), or "
+            f"set ${KEYRING_ENV} to a Debian archive keyring file",
         )
     if os.geteuid() != 0:
         raise InputError(
@@ -194,6 +210,11 @@ def build_image(release: str, mirror: str, tag: str, log: Callable[[str], None] 
                 "--variant=minbase",
                 "--include=" + ",".join(PACKAGES),
                 "--components=main",
+                # Signatures of the Release file are checked against Debian's archive
+                # keyring, never skipped: an Ubuntu controller without it is refused
+                # (check_build_prerequisites) instead of building an unverified image.
+                f"--keyring={controller_keyring()}",
+                "--force-check-gpg",
                 release,
                 str(rootfs),
                 mirror,

@@ -695,3 +695,33 @@ def test_status_and_list_show_the_mirror_dir(capsys, tmp_path, monkeypatch):
     assert out[0].split() == ["rig", "container", "port", "profile", "systemd", "ssh", "mirror"]
     assert out[1].split()[-1] == "active"
     assert f"mirror: {tmp_path} at http://127.0.0.1:8600/ inside each rig" in out
+
+
+def test_image_build_needs_the_archive_keyring(monkeypatch, tmp_path):
+    monkeypatch.setattr(image.shutil, "which", lambda name: "/usr/sbin/debootstrap")
+    monkeypatch.setenv(image.KEYRING_ENV, str(tmp_path / "missing.gpg"))
+    with pytest.raises(InputError, match="archive keyring") as exc:
+        image.check_build_prerequisites()
+    assert "debian-archive-keyring" in exc.value.fix
+
+
+def test_debootstrap_checks_signatures(monkeypatch, tmp_path):
+    """The debootstrap command line names the keyring and forces the signature check."""
+    keyring = tmp_path / "k.gpg"
+    keyring.write_bytes(b"x")
+    monkeypatch.setenv(image.KEYRING_ENV, str(keyring))
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen["cmd"] = cmd
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(image, "check_build_prerequisites", lambda: "/usr/sbin/debootstrap")
+    monkeypatch.setattr(image.docker, "check_engine", lambda: None)
+    monkeypatch.setattr(image.subprocess, "run", fake_run)
+    monkeypatch.setenv(image.BUILD_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("RIGCTL_HOME", str(tmp_path / "home"))
+    with pytest.raises(RuntimeError):
+        image.build_image("bookworm", "http://127.0.0.1:9/debian", "t:1", log=lambda m: None)
+    assert f"--keyring={keyring}" in seen["cmd"]
+    assert "--force-check-gpg" in seen["cmd"]
