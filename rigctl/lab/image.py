@@ -201,6 +201,7 @@ def build_image(release: str, mirror: str, tag: str, log: Callable[[str], None] 
     work = Path(tempfile.mkdtemp(prefix="rigctl-lab-image-", dir=base))
     rootfs = work / "rootfs"
     log_path = state_home() / "lab-image-build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     log(f"building the lab image once (~1 min): Debian {release} from {mirror} -> {tag}")
     t0 = time.monotonic()
     try:
