@@ -123,7 +123,9 @@ def _failure_message(res: dict) -> str:
         for item in res["results"]:
             if isinstance(item, dict) and item.get("failed"):
                 parts.append(_failure_message(item))
-    return "\n".join(parts) or "task failed (no message)"
+    from rigctl.core.credurl import mask_text  # a URL's credentials never reach the summary
+
+    return mask_text("\n".join(parts)) or "task failed (no message)"
 
 
 def new_run_dir(kind: str) -> Path:
@@ -142,20 +144,36 @@ def _prune(root: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def ansible_env() -> dict[str, str]:
-    """Environment for every Ansible process rigctl starts (playbooks and testinfra)."""
+def ansible_env(control_digest: str | None = None, timeout: int | None = None) -> dict[str, str]:
+    """Environment for every Ansible process rigctl starts (playbooks, ad-hoc modules,
+    testinfra). It overrides the caller's environment key by key (ansible-runner merges
+    it over os.environ, and would otherwise set ANSIBLE_HOST_KEY_CHECKING=False when the
+    caller leaves it unset): host key checking is always on, StrictHostKeyChecking=yes
+    comes first on every ssh command line, and ControlMaster sockets live in a directory
+    named by ``control_digest`` (the known host keys the gate accepted, see
+    rigctl.hostkeys; a fresh directory when None), so no master opened before a key change
+    carries a run. ``timeout``: the SSH connect timeout (default: the setting)."""
+    from rigctl import hostkeys
+
     adir = paths.ansible_dir()
     # ansible-runner and testinfra start `ansible-playbook`, `ansible`, `ansible-inventory`
     # by name: use the ones installed next to this Python, also when the venv is not active.
     bindir = os.path.dirname(sys.executable)
+    cfg = adir / "ansible.cfg"
     return {
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
-        "ANSIBLE_CONFIG": str(adir / "ansible.cfg"),
+        "ANSIBLE_CONFIG": str(cfg),
         "ANSIBLE_ROLES_PATH": str(adir / "roles"),
         "ANSIBLE_LIBRARY": str(adir / "plugins" / "modules"),
         "ANSIBLE_MODULE_UTILS": str(paths.module_utils_dir()),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_ARGS": hostkeys.config_ssh_args(cfg),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": hostkeys.control_path_dir(control_digest),
+        "ANSIBLE_SSH_CONTROL_PATH": "%(directory)s/%%C",
+        "ANSIBLE_TIMEOUT": str(timeout or hostkeys.connect_timeout()),
     }
 
 
@@ -170,6 +188,7 @@ def run_playbook(
     extravars: dict | None = None,
     progress=None,
     kind: str | None = None,
+    control_digest: str | None = None,
 ) -> RunResult:
     """Run playbooks/<name> and return what happened per host."""
     import ansible_runner  # slow import: only when a playbook really runs
@@ -195,7 +214,7 @@ def run_playbook(
             if kind_ == "playbook_on_task_start":
                 current_task["name"] = data.get("task") or data.get("name") or ""
                 if progress:
-                    progress.task_started(current_task["name"])
+                    progress.task_started(current_task["name"], data)
             elif kind_ in _HOST_EVENTS:
                 host = data.get("host") or "?"
                 task = data.get("task") or current_task["name"]
@@ -203,7 +222,10 @@ def run_playbook(
                 status = _HOST_EVENTS[kind_]
                 if status == "ok" and isinstance(res, dict) and res.get("changed"):
                     status = "changed"
-                    result.changes.append({"host": host, "task": task})
+                    change = {"host": host, "task": task}
+                    if diff and res.get("diff"):  # --diff: the module's before/after
+                        change["diff"] = res["diff"]
+                    result.changes.append(change)
                 if status in ("failed", "unreachable") and not data.get("ignore_errors"):
                     if kind_ != "runner_item_on_failed":
                         result.failures.append(
@@ -211,14 +233,15 @@ def run_playbook(
                         )
                 if isinstance(res, dict):
                     for message in res.get("warnings") or ():
-                        result.warnings.append({"host": host, "task": task, "message": str(message)})
+                        result.warnings.append({"host": host, "task": task,
+                                                "message": _failure_message({"msg": message})})
                 if isinstance(res, dict) and isinstance(res.get("ansible_facts"), dict):
                     result.host_facts.setdefault(host, {}).update(res["ansible_facts"])
                 if progress:
-                    progress.host_event(host, task, status)
+                    progress.host_event(host, task, status, data)
         return True
 
-    env = ansible_env()
+    env = ansible_env(control_digest)
     runner = ansible_runner.run(
         private_data_dir=str(run_dir),
         project_dir=str(paths.ansible_dir()),

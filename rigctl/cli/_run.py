@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -30,6 +31,37 @@ def select_hosts(inventory: tuple[str, ...], hosts: tuple[str, ...] = (), limit:
     return paths, inv, selected
 
 
+def gate(inv, selected, *, stop_testinfra_masters=False):
+    """The SSH host key check of rigctl.hostkeys on every selected host, before anything
+    else contacts them: (hosts that passed, digest of their known keys, the others).
+    ``stop_testinfra_masters``: testinfra's ssh uses ansible.cfg's control path
+    (~/.ansible/cp/%C) whatever the environment says; masters there from before this check
+    are stopped."""
+    import os
+
+    from rigctl import hostkeys
+
+    checks = hostkeys.check_hosts(inv, list(selected))
+    ok = [c for c in checks if c.ok]
+    if stop_testinfra_masters and ok:
+        hostkeys.stop_masters(ok, os.path.join(os.path.expanduser("~/.ansible/cp"), "%C"))
+    return [c.host for c in ok], hostkeys.control_digest(checks), [c for c in checks if not c.ok]
+
+
+def add_blocked(result, blocked) -> None:
+    """Report hosts the gate stopped in a RunResult: one failure each (task 'SSH host key
+    check'), counted failed (refused) or unreachable."""
+    from rigctl.runner import Failure, HostStats
+
+    for c in blocked:
+        stats = HostStats(unreachable=1) if c.outcome == "unreachable" else HostStats(failed=1)
+        result.hosts[c.host] = stats
+        result.failures.append(
+            Failure(c.host, "SSH host key check", c.message, c.outcome == "unreachable")
+        )
+    result.hosts = dict(sorted(result.hosts.items()))
+
+
 def run(
     playbook: str,
     paths,
@@ -44,23 +76,41 @@ def run(
     kind=None,
     quiet=False,
     summary=True,
+    inv=None,
 ):
     from rigctl.progress import make_progress, print_summary, progress_context
-    from rigctl.runner import run_playbook
+    from rigctl.runner import RunResult, new_run_dir, run_playbook
 
-    progress = make_progress(selected, verbose, quiet=quiet)
-    with progress_context(progress):
-        result = run_playbook(
-            playbook,
-            paths,
-            limit=",".join(selected),
-            check=check,
-            diff=diff,
-            verbosity=verbose,
-            extravars=extravars,
-            progress=progress,
-            kind=kind,
-        )
+    if inv is None:
+        from rigctl import inventory as inv_mod
+
+        inv = inv_mod.load(paths)
+    passed, digest, blocked = gate(inv, selected)
+    if passed:
+        progress = make_progress(passed, verbose, quiet=quiet)
+        with progress_context(progress):
+            result = run_playbook(
+                playbook,
+                paths,
+                limit=",".join(passed),
+                check=check,
+                diff=diff,
+                verbosity=verbose,
+                extravars=extravars,
+                progress=progress,
+                kind=kind,
+                control_digest=digest,
+            )
+    else:  # no host passed the check: Ansible does not run at all
+        run_dir = new_run_dir(kind or playbook.rsplit(".", 1)[0])
+        result = RunResult(playbook=playbook, status="failed", rc=1,
+                           artifacts=run_dir, check_mode=check)
+    if blocked:
+        add_blocked(result, blocked)
+        if Path(result.artifacts).is_dir():
+            (Path(result.artifacts) / "hostkeys.json").write_text(
+                json.dumps([c.as_dict() for c in blocked], indent=2) + "\n"
+            )
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     elif summary and not quiet:

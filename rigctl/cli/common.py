@@ -50,11 +50,34 @@ def run_options(f):
         "-v", "--verbose", count=True, help="More output (-v, -vv, -vvv: passed to Ansible)."
     )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
+    @connect_timeout_option
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         return f(*args, **kwargs)
 
     return wrapper
+
+
+def _set_connect_timeout(ctx, _param, value):
+    from rigctl.hostkeys import set_connect_timeout
+
+    set_connect_timeout(ctx, value)
+    return value
+
+
+def connect_timeout_option(f):
+    """--connect-timeout SECONDS (else $RIGCTL_CONNECT_TIMEOUT, else 10): how long to wait
+    for a rig's SSH answer. Read by rigctl.hostkeys.connect_timeout(); no parameter."""
+    return click.option(
+        "--connect-timeout",
+        type=click.IntRange(1, 600),
+        default=None,
+        expose_value=False,
+        callback=_set_connect_timeout,
+        metavar="SECONDS",
+        help="Wait this long for a rig's SSH answer (default: $RIGCTL_CONNECT_TIMEOUT, else "
+        "10). Ansible tries a failing connection 3 times.",
+    )(f)
 
 
 def json_option(f):

@@ -58,7 +58,8 @@ def summary_rows(facts: dict) -> list[tuple[str, str]]:
         ("secure boot", f"{facts['secure_boot']['state']} ({facts['secure_boot']['source']})"),
         (
             "iommu",
-            f"{iommu['mode']} ({iommu['groups']} groups){' cmdline: ' + flags if flags else ''}",
+            f"{iommu['mode']}{' SIMULATED (lab profile)' if iommu.get('simulated') else ''} "
+            f"({iommu['groups']} groups){' cmdline: ' + flags if flags else ''}",
         ),
         ("cpu", facts.get("cpu_vendor") or "unknown"),
         ("container", facts.get("container") or "no"),
@@ -153,6 +154,7 @@ def facts(ctx, hosts, inventory, limit, check, diff, verbose, as_json):
         kind="facts",
         quiet=as_json,
         summary=False,
+        inv=_inv,
     )
     gathered = {
         h: result.host_facts[h]["rig"] for h in selected if "rig" in result.host_facts.get(h, {})

@@ -131,6 +131,9 @@ def ssh_base_argv(lab: Lab, rig: Rig) -> list[str]:
         f"UserKnownHostsFile={lab.known_hosts}",
         "-o",
         "StrictHostKeyChecking=yes",
+        # only `lab up` writes the lab's known_hosts: ssh must not add keys to it
+        "-o",
+        "UpdateHostKeys=no",
         "-p",
         str(rig.port),
         f"{RIG_USER}@127.0.0.1",

@@ -28,17 +28,15 @@ def test_become_gives_root(host):
 
 
 def test_host_key_checking_on(rig_vars):
-    args = " ".join(
-        str(rig_vars.get(k) or "") for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args")
-    ).replace(" ", "")
-    disabled = any(
-        marker in args for marker in ("StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null")
-    ) or rig_vars.get("ansible_host_key_checking") in (False, "false", "False")
+    import os
+
+    from rigctl.hostkeys import strict_checking_problems
+
+    problems = strict_checking_problems(rig_vars, os.environ)
     expect(
-        not disabled,
+        not problems,
         "SSH host keys are checked for this rig",
-        expected="StrictHostKeyChecking on, a real known_hosts file",
-        found=args or "(no extra ssh args)",
-        fix="record the rig's host key in known_hosts (ssh-keyscan, then compare the "
-        "fingerprint with the console) and drop StrictHostKeyChecking=no",
+        expected="StrictHostKeyChecking=yes, a real known_hosts file, host_key_checking on",
+        found="; ".join(str(p) for p in problems) or "strict checking",
+        fix=problems[0].fix if problems else "",
     )
