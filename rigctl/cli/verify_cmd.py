@@ -8,55 +8,108 @@ import sys
 import click
 
 from rigctl.cli import _run
-from rigctl.cli.common import inventory_option
+from rigctl.cli.common import connect_timeout_option, inventory_option
 from rigctl.errors import EXIT_FAILED, EXIT_OK, InputError
 
-_MARK = {"passed": "pass", "failed": "FAIL", "skipped": "skip", "error": "ERROR"}
+_MARK = {
+    "passed": "pass",
+    "simulated": "pass (simulated)",
+    "warn": "WARN",
+    "failed": "FAIL",
+    "error": "ERROR",
+    "skipped": "skip",
+    "unreachable": "UNREACHABLE",
+    "refused": "REFUSED",
+}
+_STYLE = {
+    "passed": "green",
+    "simulated": "yellow",
+    "warn": "bold yellow",
+    "failed": "bold red",
+    "error": "bold red",
+    "skipped": "dim",
+    "unreachable": "bold red",
+    "refused": "bold red",
+}
+_VIEW = {
+    "real": "real GPUs",
+    "simulated": "SIMULATED GPUs",
+    "none": "no GPU",
+    "unknown": "GPUs not read",
+}
+
+
+def _view(result, host) -> str:
+    view = result.gpu_view(host)
+    profile = (result.rigs.get(host) or {}).get("profile")
+    text = _VIEW.get(view, view)
+    return f"{text} ({profile})" if view == "simulated" and profile else text
+
+
+def summary_line(result, host, checks) -> str:
+    """``host (gpu view): N passed, N passed (simulated), N warn, N failed, N skipped``."""
+    outcome = result.host_outcome(host)
+    if outcome:
+        return f"{host}: {outcome}: {checks[0].message}"
+    n = result.counts(checks)
+    parts = [f"{n['passed']} passed"]
+    if n["simulated"] or result.gpu_view(host) == "simulated":
+        parts.append(f"{n['simulated']} passed (simulated)")
+    parts.append(f"{n['warn']} warn")
+    parts.append(f"{n['failed'] + n['error']} failed")
+    parts.append(f"{n['skipped']} skipped")
+    return f"{host} ({_view(result, host)}): " + ", ".join(parts)
 
 
 def render(result) -> None:
+    """The per-rig table (a gpu_view row, then one row per check), one line per rig that
+    was not verified (unreachable / refused), the counts, then the details."""
     hosts = result.hosts()
+    grid = {h: checks for h, checks in hosts.items() if not result.host_outcome(h)}
     names = []
-    for checks in hosts.values():
+    for checks in grid.values():
         for c in checks:
             if c.name not in names:
                 names.append(c.name)
-    if sys.stdout.isatty():
+    if grid and sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
 
         table = Table(title="verify", title_justify="left")
         table.add_column("check")
-        for host in hosts:
+        for host in grid:
             table.add_column(host)
-        style = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "dim"}
+        table.add_row("gpu_view", *[_view(result, h) for h in grid])
         for name in names:
             row = [name]
-            for checks in hosts.values():
+            for checks in grid.values():
                 c = next((c for c in checks if c.name == name), None)
-                row.append(f"[{style[c.outcome]}]{_MARK[c.outcome]}[/]" if c else "")
+                row.append(f"[{_STYLE[c.outcome]}]{_MARK[c.outcome]}[/]" if c else "")
             table.add_row(*row)
         Console().print(table)
-    else:
-        width = max([len(n) for n in names] + [5])
-        click.echo("check".ljust(width) + "  " + "  ".join(h.ljust(12) for h in hosts))
+    elif grid:
+        width = max([len(n) for n in names] + [8])
+        cols = {h: max(len(h), len(_view(result, h)), 16) for h in grid}
+        click.echo("check".ljust(width) + "  " + "  ".join(h.ljust(cols[h]) for h in grid))
+        click.echo("gpu_view".ljust(width) + "  "
+                   + "  ".join(_view(result, h).ljust(cols[h]) for h in grid))
         for name in names:
             cells = []
-            for checks in hosts.values():
+            for host, checks in grid.items():
                 c = next((c for c in checks if c.name == name), None)
-                cells.append((_MARK[c.outcome] if c else "").ljust(12))
-            click.echo(name.ljust(width) + "  " + "  ".join(cells))
+                cells.append((_MARK[c.outcome] if c else "").ljust(cols[host]))
+            click.echo(name.ljust(width) + "  " + "  ".join(cells).rstrip())
+    for host in hosts:
+        outcome = result.host_outcome(host)
+        if outcome:
+            click.echo(f"{host}  {_MARK[outcome]}  {hosts[host][0].message}")
     click.echo("")
     for host, checks in hosts.items():
-        counts = {k: sum(1 for c in checks if c.outcome == k) for k in _MARK}
-        click.echo(
-            f"{host}: {counts['passed']} passed, {counts['failed'] + counts['error']} failed, "
-            f"{counts['skipped']} skipped"
-        )
-    for host, checks in hosts.items():
+        click.echo(summary_line(result, host, checks))
+    for host, checks in grid.items():
         for c in checks:
-            if c.outcome in ("failed", "error"):
-                click.echo(f"\nFAIL {host} {c.name}: {c.message}")
+            if c.outcome in ("failed", "error", "warn"):
+                click.echo(f"\n{_MARK[c.outcome]} {host} {c.name}: {c.message}")
                 if c.details:
                     click.echo(f"  expected: {c.details['expected']}")
                     click.echo(f"  found:    {c.details['found']}")
@@ -75,13 +128,30 @@ def render(result) -> None:
 @click.option("-k", "keyword", default=None, help="Only checks matching this pytest -k expression.")
 @click.option("-v", "--verbose", count=True, help="Show pytest's own output (on stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
+@click.option(
+    "--strict", is_flag=True,
+    help="A check under the warn policy that does not hold (outcome warn) fails the run too.",
+)
+@click.option(
+    "--rig-timeout", type=click.IntRange(10, 86400), default=900, show_default=True,
+    metavar="SECONDS",
+    help="Per-rig deadline for the whole run: a rig still not done is reported unreachable.",
+)
+@connect_timeout_option
 @click.pass_context
-def verify(ctx, hosts, inventory, limit, junit, keyword, verbose, as_json):
+def verify(ctx, hosts, inventory, limit, junit, keyword, verbose, as_json, strict, rig_timeout):
     """Verify HOSTS (default: every rig) against the state the inventory describes.
 
     Runs the testinfra suites shipped with rigctl over SSH, with the same SSH settings
-    and known_hosts as the playbooks. Checks that need real GPUs are skipped on lab
-    rigs (simulated GPUs), never passed. Exit 0 all pass, 1 a check failed, 2 input error.
+    and known_hosts as the playbooks, every rig in parallel (its own process, at most 8 at
+    once). A rig that cannot be reached, or stops answering, is one `unreachable` result
+    with the SSH error, within the connect timeout; it never holds back another rig.
+    Every rig's results carry its gpu_view (real, simulated, none). Checks that need real
+    GPUs are skipped on lab rigs (simulated GPUs), never passed; checks that read the
+    simulated GPU layer pass as `passed (simulated)` (JSON outcome "simulated"), counted
+    apart. A hardware check that fails under the warn policy is a `warn`. Exit 0 all pass
+    (simulated passes and warns included; warns fail with --strict), 1 a check failed or
+    a rig was unreachable, 2 input error.
     """
     paths, _inv, selected = _run.select_hosts(inventory, hosts, limit)
     if len(paths) != 1:
@@ -90,10 +160,20 @@ def verify(ctx, hosts, inventory, limit, junit, keyword, verbose, as_json):
             fix="merge the inventories into one directory and pass it with -i",
         )
     from rigctl.runner import ansible_env
-    from rigctl.verify.run import run_suites
+    from rigctl.verify.run import VerifyResult, run_suites
+
+    # SSH host keys first (rigctl.hostkeys): refused and unreachable rigs are reported,
+    # never contacted by the suites; old testinfra masters of the others are stopped.
+    passed, digest, blocked = _run.gate(_inv, selected, stop_testinfra_masters=True)
+    result = VerifyResult(strict=strict)
+    for c in blocked:
+        result.add_host_result(c.host, c.outcome, c.message)
+    from rigctl.hostkeys import connect_timeout
 
     result = run_suites(
-        selected, paths[0], junit=junit, verbose=verbose, keyword=keyword, env=ansible_env()
+        passed, paths[0], junit=junit, verbose=verbose, keyword=keyword,
+        env=ansible_env(digest), connect_timeout=connect_timeout(), rig_timeout=rig_timeout,
+        strict=strict, result=result, order=selected,
     )
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))

@@ -125,10 +125,19 @@ def kernels(root="/"):
     }
 
 
-def secure_boot(root="/"):
-    """Secure Boot state from the EFI variable (no mokutil needed)."""
+def secure_boot(root="/", container=None):
+    """Secure Boot state from the EFI variable (no mokutil needed). In a container
+    (``container``: its kind) a missing /sys/firmware/efi says nothing about the machine's
+    firmware (container runtimes hide /sys/firmware): the state is ``unknown``, never
+    ``disabled``."""
     efi = os.path.join(root, "sys/firmware/efi")
     if not os.path.isdir(efi):
+        if container:
+            return {
+                "state": "unknown",
+                "source": "container (%s): /sys/firmware is not visible here" % container,
+                "container": True,
+            }
         return {"state": "disabled", "source": "no EFI firmware (legacy BIOS boot)"}
     path = os.path.join(efi, "efivars", "SecureBoot-" + _EFI_GLOBAL)
     try:
@@ -155,9 +164,11 @@ def kernel_cmdline(root="/"):
     return {"raw": raw, "iommu_flags": flags}
 
 
-def iommu(sys_root, cmdline_flags):
+def iommu(sys_root, cmdline_flags, simulated=False):
     """IOMMU mode as the kernel applies it: groups exist when an IOMMU is on; each
-    group's type is `identity` in passthrough and `DMA`/`DMA-FQ` when translating."""
+    group's type is `identity` in passthrough and `DMA`/`DMA-FQ` when translating.
+    ``simulated``: ``sys_root`` is a lab rig's simulated sysfs (the mode is the lab
+    profile's, not a real IOMMU's; the result says so)."""
     groups_dir = os.path.join(sys_root, "kernel/iommu_groups")
     groups = sorted(glob.glob(os.path.join(groups_dir, "*")))
     types = {}
@@ -178,7 +189,8 @@ def iommu(sys_root, cmdline_flags):
         "groups": len(groups),
         "group_types": types,
         "cmdline": cmdline_flags,
-        "source": groups_dir,
+        "source": ("simulated (lab profile): %s" % groups_dir) if simulated else groups_dir,
+        "simulated": bool(simulated),
     }
 
 
@@ -473,6 +485,7 @@ def gather(root="/"):
     # On a lab rig the IOMMU is part of the simulated hardware (the container would
     # otherwise report the lab host's own IOMMU): no simulated groups means "off".
     iommu_sys = gpu_sys if sim else real_sys
+    container = container_kind(root)
     return {
         "schema": FACTS_SCHEMA,
         "os": os_release(root),
@@ -480,12 +493,12 @@ def gather(root="/"):
         "arch": platform.machine(),
         "python": "%d.%d.%d" % sys.version_info[:3],
         "euid": os.geteuid(),
-        "container": container_kind(root),
+        "container": container,
         "cpu_vendor": cpu_vendor(root),
         "kernel": kern,
-        "secure_boot": secure_boot(root),
+        "secure_boot": secure_boot(root, container),
         "cmdline": cmdline,
-        "iommu": iommu(iommu_sys, cmdline["iommu_flags"]),
+        "iommu": iommu(iommu_sys, cmdline["iommu_flags"], simulated=bool(sim)),
         "disk_free_gib": {"/": disk_free_gib("/")},
         "dpkg": dpkg_state(root),
         "gpu_view": gpu_view,

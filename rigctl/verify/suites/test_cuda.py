@@ -16,7 +16,7 @@ import pytest
 
 from rigctl import paths
 from rigctl.core import cuda, probe
-from rigctl.verify.checks import expect, skip_unless_real_gpu
+from rigctl.verify.checks import expect, reads_gpu, skip_unless_real_gpu
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ def test_cuda_nvcc_in_login_shells_is_the_release_asked_for(host, want):
     )
 
 
+@reads_gpu
 def test_cuda_driver_runs_the_toolkit(host, want):
     args = {"phase": "check", "version": want["rig_cuda_version"],
             "extra_versions": want.get("rig_cuda_extra_versions") or [],

@@ -1,16 +1,23 @@
 """Facts gathered from the rig and the preflight rules, one test per fact."""
 
+import pytest
+
 from rigctl.core import constants, hostfacts, preflight
-from rigctl.verify.checks import expect, skip_unless_real_gpu
+from rigctl.verify.checks import expect, reads_gpu, skip_unless_real_gpu
 
 
-def _rule(result):
+def _rule(result, *, expected, found):
+    """A preflight rule as a check: FAIL fails, WARN is a visible warn (never a pass),
+    SKIP skips; ``expected``/``found`` are the real values the rule compared."""
+    if result["status"] == preflight.SKIP:
+        pytest.skip(result["message"])
     expect(
-        result["status"] != preflight.FAIL,
+        result["status"] == preflight.PASS,
         result["message"],
-        expected="pass",
-        found=result["status"],
+        expected=expected,
+        found=found,
         fix=result["fix"] or "-",
+        warn=result["status"] == preflight.WARN,
     )
 
 
@@ -27,27 +34,39 @@ def test_facts_gathered(rig_facts):
 
 
 def test_os_supported(rig_facts):
-    _rule(preflight.check_os(rig_facts))
+    osr = rig_facts["os"]
+    _rule(preflight.check_os(rig_facts), expected=preflight.supported_os_names(),
+          found=osr.get("pretty_name") or f"{osr['id']} {osr['version_id']}")
 
 
 def test_arch_supported(rig_facts):
-    _rule(preflight.check_arch(rig_facts))
+    _rule(preflight.check_arch(rig_facts), expected=", ".join(preflight.SUPPORTED_ARCH),
+          found=rig_facts["arch"])
 
 
 def test_python_usable(rig_facts):
-    _rule(preflight.check_python(rig_facts))
+    _rule(preflight.check_python(rig_facts),
+          expected="python {}.{} or newer".format(*preflight.MIN_PYTHON), found=rig_facts["python"])
 
 
 def test_disk_space(rig_facts, rig_vars):
-    _rule(preflight.check_disk(rig_facts, rig_vars["rig_min_free_disk_gib"]))
+    free = rig_facts["disk_free_gib"].get("/")
+    _rule(preflight.check_disk(rig_facts, rig_vars["rig_min_free_disk_gib"]),
+          expected=f"at least {rig_vars['rig_min_free_disk_gib']} GiB free on /",
+          found="unreadable" if free is None else f"{free:.1f} GiB free on /")
 
 
 def test_package_manager_ready(rig_facts):
-    _rule(preflight.check_dpkg(rig_facts))
+    dpkg = rig_facts.get("dpkg") or {}
+    _rule(preflight.check_dpkg(rig_facts), expected="no interrupted dpkg run",
+          found="an interrupted dpkg run" if dpkg.get("interrupted") else "consistent")
 
 
 def test_secure_boot_state_known(rig_facts):
     sb = rig_facts["secure_boot"]
+    if sb["state"] == "unknown" and rig_facts.get("container"):
+        pytest.skip(f"Secure Boot unknown (container): {rig_facts['container']} hides "
+                    "/sys/firmware; the machine's firmware setting cannot be read from here")
     expect(
         sb["state"] in ("enabled", "disabled"),
         "Secure Boot state is known (it decides whether modules must be signed)",
@@ -57,6 +76,7 @@ def test_secure_boot_state_known(rig_facts):
     )
 
 
+@reads_gpu  # on a lab rig the IOMMU is part of the simulated hardware
 def test_iommu_mode_known(rig_facts):
     mode = rig_facts["iommu"]["mode"]
     expect(
@@ -91,17 +111,15 @@ def test_gpu_count_matches_inventory(rig_facts, rig_vars):
     skip_unless_real_gpu(rig_facts, "counting GPUs on PCI")
     expected = rig_vars.get("rig_gpu_count")
     if expected is None:
-        import pytest
-
         pytest.skip("rig_gpu_count is not set in the inventory")
-    _rule(preflight.check_gpus(rig_facts, expected))
+    _rule(preflight.check_gpus(rig_facts, expected), expected=f"{expected} GPUs on PCI",
+          found=f"{len(rig_facts['gpus'])} GPUs on PCI: "
+          + (", ".join(g["bus_id"] for g in rig_facts["gpus"]) or "none"))
 
 
 def test_gpus_visible_to_driver(host, rig_facts):
     skip_unless_real_gpu(rig_facts, "comparing PCI with nvidia-smi")
     if not rig_facts["driver"]["loaded"]:
-        import pytest
-
         pytest.skip("no NVIDIA driver loaded yet (the driver role installs it)")
     seen = [g for g in rig_facts["gpus"] if g.get("smi")]
     expect(
@@ -116,14 +134,9 @@ def test_gpus_visible_to_driver(host, rig_facts):
 
 def test_kernel_headers_for_driver_builds(rig_facts, rig_vars):
     if not rig_vars.get("rig_driver_version"):
-        import pytest
-
         pytest.skip("the NVIDIA driver is not managed on this rig (rig_driver_version unset)")
-    result = preflight.check_headers(rig_facts)
-    expect(
-        result["status"] == preflight.PASS,
-        result["message"],
-        expected="headers installed for at least one installed kernel",
-        found=result["status"],
-        fix=result["fix"] or "-",
-    )
+    kern = rig_facts["kernel"]
+    _rule(preflight.check_headers(rig_facts),
+          expected="headers installed for at least one installed kernel",
+          found={"kernels with headers": kern.get("with_headers") or [],
+                 "running": kern.get("running")})

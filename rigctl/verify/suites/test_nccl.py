@@ -11,7 +11,7 @@ import json
 import pytest
 
 from rigctl.core import cuda, nccl
-from rigctl.verify.checks import expect
+from rigctl.verify.checks import expect, reads_gpu
 
 
 @pytest.fixture
@@ -101,6 +101,7 @@ def conf_check(host, want) -> dict:
     return result
 
 
+@reads_gpu
 def test_nccl_conf_matches_the_rigs_p2p_state(host, conf_check):
     f = host.file(nccl.CONF_PATH)
     have = nccl.parse_conf(f.content_string) if f.exists else {}
@@ -116,6 +117,7 @@ def test_nccl_conf_matches_the_rigs_p2p_state(host, conf_check):
     )
 
 
+@reads_gpu
 def test_nccl_conf_p2p_setting(conf_check):
     p2p = conf_check["p2p"]
     settings = {e["key"]: e for e in conf_check["settings"]}
