@@ -12,8 +12,10 @@ description:
     current/default/min/max, persistence mode, PCIe link generation and width (current,
     link max, card max), whether it is attached through the chipset.
   - Also the state of C(nvidia-persistenced.service) and C(rigctl-power-limits.service).
-  - With O(plan), the power-limit plan (what each GPU's limit must be) and the settings
-    plan (clock locks, compute mode) with their errors; nothing is set.
+  - With O(plan), the power-limit plan (what each GPU's limit must be), the settings
+    plan (clock locks, compute mode) with their errors, and the drift of the live state
+    from them (rigctl.core.gpufacts.plan_tuning, the comparison gpu_power_limit
+    converges); nothing is set.
   - Read only. On a lab rig the GPUs are the simulated ones (C(gpu_view=simulated)).
 options:
   power_limit_w: {description: rig_power_limit_w, type: int, required: false}
@@ -30,7 +32,9 @@ options:
 
 RETURN = r"""
 ansible_facts:
-  description: "`rig_gpus`: the facts; `rig_gpu_power_plan` and `rig_gpu_settings_plan` when O(plan)."
+  description: >-
+    `rig_gpus`: the facts; `rig_gpu_power_plan`, `rig_gpu_settings_plan` and
+    `rig_gpu_tuning_drift` when O(plan).
   returned: always
   type: dict
 """
@@ -47,13 +51,13 @@ def main():
     facts = gpufacts.gather(lspci=False)
     result = {"rig_gpus": facts}
     if module.params["plan"]:
-        result["rig_gpu_power_plan"] = gpufacts.plan_power_limits(
-            facts["gpus"], module.params["power_limit_w"], module.params["power_limit_overrides"]
-        )
-        result["rig_gpu_settings_plan"] = gpufacts.plan_gpu_settings(
-            facts["gpus"], module.params["clock_lock_mhz"], module.params["clock_lock_overrides"],
-            module.params["compute_mode"],
-        )
+        p = module.params
+        plan = gpufacts.plan_tuning(facts["gpus"], p["power_limit_w"], p["power_limit_overrides"],
+                                    p["clock_lock_mhz"], p["clock_lock_overrides"],
+                                    p["compute_mode"])
+        result["rig_gpu_power_plan"] = plan["power"]
+        result["rig_gpu_settings_plan"] = plan["settings"]
+        result["rig_gpu_tuning_drift"] = plan["drift"]
     module.exit_json(changed=False, ansible_facts=result)
 
 

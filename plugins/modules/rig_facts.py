@@ -21,6 +21,10 @@ options:
       min_free_disk_gib: {type: float, default: 10}
       gpu_count: {type: int, required: false}
       driver_flavor: {type: str, default: open, choices: [open, p2p]}
+      driver_managed:
+        description: rig_driver_version is set (kernel headers are needed for the module build).
+        type: bool
+        default: true
 """
 
 RETURN = r"""
@@ -44,6 +48,7 @@ def main():
                     "min_free_disk_gib": {"type": "float", "default": 10},
                     "gpu_count": {"type": "int", "required": False},
                     "driver_flavor": {"type": "str", "default": "open", "choices": ["open", "p2p"]},
+                    "driver_managed": {"type": "bool", "default": True},
                 },
             }
         },

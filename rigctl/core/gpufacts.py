@@ -13,9 +13,12 @@ Sources, per GPU:
 - ``nvidia-smi --query-gpu`` CSV (when a driver answers): index, uuid, name, VRAM, power
   limits (current/default/min/max), persistence mode, link gen/width current and max,
   compute mode, maximum SM/graphics clocks;
-- ``/run/rigctl/gpu-clocks.json``: the clock locks rigctl applied since boot (written by
-  the ``gpu_power_limit`` module and the boot script; nvidia-smi's query fields cannot
-  read locked clocks back on every driver, so this record is what is compared);
+- locked clocks: read from the GPU layer where it can say (a lab rig: the simulated GPU
+  layer's ``rigctl-simgpu status --json``; ``locked_source: gpu``). nvidia-smi's query
+  fields cannot read locked clocks back on every real driver, so there the clock locks
+  rigctl applied since boot, ``/run/rigctl/gpu-clocks.json`` (written by the
+  ``gpu_power_limit`` module and the boot script), are what is compared
+  (``locked_source: record``);
 - ``nvidia-smi -q -d MEMORY`` (driver) or ``lspci -vv`` (no driver): BAR1 size;
 - ``nvidia-smi topo -p2p r``: ``CNS`` cells mark GPUs attached through the chipset.
 """
@@ -124,14 +127,36 @@ def compute_mode_name(text):
     return "exclusive_thread" if wanted == "exclusive_thread" else None
 
 
-def merge(pci, smi_rows, bar1_q=None, bar1_lspci=None, chipset=None, clock_record=None):
+def locks_from_simgpu_status(text):
+    """{bus id: [min, max] or None} of every GPU in ``rigctl-simgpu status --json`` (what
+    the simulated GPUs really have locked). Raises ValueError on unparsable output."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError("not JSON: %s" % exc) from None
+    out = {}
+    for gpu in (data.get("gpus") or []) if isinstance(data, dict) else []:
+        try:
+            bus = gpudb.normalize_bus_id(str(gpu.get("bus_id", "")))
+        except ValueError:
+            continue
+        pair = _clock_pair(gpu.get("locked_clocks_mhz"))
+        out[bus] = list(pair) if pair else None
+    return out
+
+
+def merge(pci, smi_rows, bar1_q=None, bar1_lspci=None, chipset=None, clock_record=None,
+          clock_live=None):
     """One dict per GPU from sysfs (``hostfacts.pci_gpus``), ``--query-gpu`` rows (with
     :data:`QUERY_FIELDS`), BAR1 sizes and chipset flags. Sorted by bus id; ``index`` is
-    nvidia-smi's when a driver answers, else the bus order (the same order)."""
+    nvidia-smi's when a driver answers, else the bus order (the same order). Locked
+    clocks come from ``clock_live`` (read from the GPUs: {bus id: pair or None}) for the
+    GPUs it covers, else from ``clock_record`` (what rigctl applied since boot)."""
     bar1_q = bar1_q or {}
     bar1_lspci = bar1_lspci or {}
     chipset = chipset or {}
     clock_record = clock_record or {}
+    clock_live = clock_live or {}
     by_bus = {}
     for row in smi_rows or []:
         try:
@@ -186,8 +211,10 @@ def merge(pci, smi_rows, bar1_q=None, bar1_lspci=None, chipset=None, clock_recor
                 "clocks": {
                     "max_sm_mhz": _num(row.get("clocks.max.sm")),
                     "max_graphics_mhz": _num(row.get("clocks.max.graphics")),
-                    # what rigctl locked since boot (CLOCKS_RECORD), not read from the GPU
-                    "locked_mhz": clock_record.get(bus),
+                    # read from the GPU where it can say, else what rigctl locked since
+                    # boot (CLOCKS_RECORD)
+                    "locked_mhz": clock_live[bus] if bus in clock_live else clock_record.get(bus),
+                    "locked_source": "gpu" if bus in clock_live else "record",
                 },
                 "link": {
                     # nvidia-smi: the link (what host and card can both do); sysfs: the card
@@ -377,6 +404,8 @@ def plan_gpu_settings(gpus, clock_lock=None, clock_overrides=None, compute_mode=
             "clocks_target": list(target) if target else None,
             "clocks_source": source,
             "clocks_current": list(current) if current else None,
+            # gpu: read from the GPU; record: what rigctl applied since boot (CLOCKS_RECORD)
+            "clocks_current_source": clocks.get("locked_source") or "record",
             "clocks_max_mhz": top,
             "clocks_change": None,
             "compute_target": mode,
@@ -418,6 +447,84 @@ def plan_gpu_settings(gpus, clock_lock=None, clock_overrides=None, compute_mode=
         if settings:
             configured[gpu["bus_id"]] = settings
     return {"gpus": planned, "errors": errors, "configured": configured}
+
+
+def plan_tuning(gpus, power_limit_w=None, power_limit_overrides=None, clock_lock_mhz=None,
+                clock_lock_overrides=None, compute_mode=None):
+    """The desired tuning state of every GPU and how the live state differs from it: the
+    one comparison that provision (``gpu_power_limit``) converges and verify checks.
+
+    Null means the card's default everywhere: its default power limit, unlocked clocks,
+    the ``default`` compute mode. Returns ``{"power": plan_power_limits(...), "settings":
+    plan_gpu_settings(...), "errors": [...], "drift": [...]}``; a drift entry per GPU and
+    setting that differs: ``index``, ``bus_id``, ``what`` (power, clocks, compute),
+    ``expected``, ``found`` (as :func:`describe` prints them), ``source`` (the inventory key
+    or ``default``)."""
+    power = plan_power_limits(gpus, power_limit_w, power_limit_overrides)
+    settings = plan_gpu_settings(gpus, clock_lock_mhz, clock_lock_overrides, compute_mode)
+    drift = []
+    by_bus = {g["bus_id"]: g for g in settings["gpus"]}
+    for gpu in power["gpus"]:
+        bus = gpu["bus_id"]
+        setting = by_bus[bus]
+        before, after = gpu_state_text(gpu, setting), gpu_state_text(gpu, setting, target=True)
+        for what in ("power", "clocks", "compute"):
+            if before[what] != after[what]:
+                source = {"power": gpu["source"], "clocks": setting["clocks_source"],
+                          "compute": setting["compute_source"]}[what]
+                drift.append({"index": gpu["index"], "bus_id": bus, "what": what,
+                              "expected": after[what], "found": before[what],
+                              "source": source})
+    return {"power": power, "settings": settings, "errors": power["errors"] + settings["errors"],
+            "drift": drift}
+
+
+def _clocks_text(pair):
+    return "locked %d-%d MHz" % tuple(pair) if pair else "unlocked"
+
+
+def gpu_state_text(power_entry, settings_entry, target=False):
+    """{"power", "clocks", "compute"}: one GPU's live state (or, with ``target``, its
+    desired state) as short text. A setting the plan does not change reads the same in
+    both (so an unreadable value is not reported as drift)."""
+    p, s = power_entry, settings_entry
+    current_w = p.get("current_w")
+    power = "%s W" % _fmt(current_w) if current_w is not None else "unreadable"
+    if target and p.get("change"):
+        power = "%s W" % _fmt(p["target_w"])
+    clocks = _clocks_text(s.get("clocks_current"))
+    if target and s.get("clocks_change"):
+        clocks = _clocks_text(s.get("clocks_target"))
+    compute = s.get("compute_current") or "unreadable"
+    if target and s.get("compute_change"):
+        compute = s["compute_target"]
+    return {"power": power, "clocks": clocks, "compute": compute}
+
+
+def tuning_diff(plan, unit=None, unit_start=False):
+    """Ansible ``diff`` entries (before/after text) of a :func:`plan_tuning` plan: one per
+    GPU whose power limit, clock lock or compute mode changes, and one for the boot unit
+    when it is started (``unit``: its name)."""
+    out = []
+    changed = {d["bus_id"] for d in plan["drift"]}
+    by_bus = {g["bus_id"]: g for g in plan["settings"]["gpus"]}
+    for gpu in plan["power"]["gpus"]:
+        if gpu["bus_id"] not in changed:
+            continue
+        setting = by_bus[gpu["bus_id"]]
+        header = "GPU %d (%s) %s" % (gpu["index"], gpu["bus_id"], gpu["name"])
+        texts = []
+        for target in (False, True):
+            state = gpu_state_text(gpu, setting, target=target)
+            texts.append("power limit: %s\nclocks: %s\ncompute mode: %s\n"
+                         % (state["power"], state["clocks"], state["compute"]))
+        out.append({"before_header": header, "after_header": header,
+                    "before": texts[0], "after": texts[1]})
+    if unit and unit_start:
+        out.append({"before_header": unit, "after_header": unit,
+                    "before": "not run at this boot (inactive)\n",
+                    "after": "started: re-applies %s\n" % POWER_CONF})
+    return out
 
 
 def power_conf(plan, settings=None):
@@ -564,8 +671,18 @@ def gather(root="/", lspci=True):
         devices, lspci_error = read_lspci(sim)
         if lspci_error:
             errors.append("lspci: %s" % lspci_error)
+    clock_live = {}
+    if driver and sim:
+        # The simulated GPU layer can say what is locked; real drivers cannot everywhere.
+        rc, out, err = hostfacts.run([constants.SIMGPU_TOOL, "status", "--json"])
+        try:
+            clock_live = locks_from_simgpu_status(out) if rc == 0 else {}
+        except ValueError as exc:
+            errors.append("rigctl-simgpu status --json: %s" % exc)
+        if rc != 0:
+            errors.append("rigctl-simgpu status --json: %s" % ((err or out).strip() or rc))
     gpus = merge(pci, rows, bar1_q, bar1_from_lspci(devices or []), chipset,
-                 read_clock_record(root))
+                 read_clock_record(root), clock_live)
     bridges = [
         {"bdf": d["bdf"], "bus": d["bus"], "acs_ctl": d["acs_ctl"], "description": d["description"]}
         for d in devices or []

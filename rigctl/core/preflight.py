@@ -128,8 +128,17 @@ def check_gpus(facts, expected=None):
     return _result("gpus_on_pci", PASS, "%d NVIDIA GPU(s) on PCI%s" % (len(gpus), suffix))
 
 
-def check_headers(facts):
+def check_headers(facts, driver_managed=True):
+    """Kernel headers matter only where rigctl builds the NVIDIA kernel modules (DKMS):
+    when the driver is managed (rig_driver_version set). Without headers the driver role
+    refuses before changing anything; this says so early."""
     kern = facts["kernel"]
+    if not driver_managed:
+        return _result(
+            "kernel_headers", SKIP,
+            "the NVIDIA driver is not managed (rig_driver_version is null): no kernel module "
+            "is built, headers are not needed",
+        )
     if kern["with_headers"]:
         return _result(
             "kernel_headers", PASS, "headers installed for %s" % ", ".join(kern["with_headers"])
@@ -137,9 +146,10 @@ def check_headers(facts):
     return _result(
         "kernel_headers",
         WARN,
-        "no installed kernel has its headers; the driver's kernel modules cannot be built",
-        "the driver role installs them; to do it by hand: apt-get install linux-headers-$(uname -r)"
-        " (Debian: linux-headers-amd64)",
+        "no installed kernel has its headers, so the NVIDIA kernel modules cannot be built: "
+        "the driver role will refuse (rig_driver_version is set) and change nothing",
+        "install them, then run again: apt-get install linux-headers-$(uname -r) "
+        "(Debian: linux-headers-amd64, Ubuntu: linux-headers-generic)",
     )
 
 
@@ -155,8 +165,10 @@ def check_secure_boot(facts, flavor):
     return _result("secure_boot", PASS, "Secure Boot %s" % state)
 
 
-def evaluate(facts, min_free_disk_gib=10, gpu_count=None, driver_flavor="open"):
-    """All preflight results, in a stable order."""
+def evaluate(facts, min_free_disk_gib=10, gpu_count=None, driver_flavor="open",
+             driver_managed=True):
+    """All preflight results, in a stable order. ``driver_managed``: rig_driver_version is
+    set (the driver role builds kernel modules, so headers are needed)."""
     return [
         check_os(facts),
         check_arch(facts),
@@ -165,7 +177,7 @@ def evaluate(facts, min_free_disk_gib=10, gpu_count=None, driver_flavor="open"):
         check_disk(facts, min_free_disk_gib),
         check_dpkg(facts),
         check_gpus(facts, gpu_count),
-        check_headers(facts),
+        check_headers(facts, driver_managed),
         check_secure_boot(facts, driver_flavor),
     ]
 

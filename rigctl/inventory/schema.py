@@ -414,9 +414,12 @@ VARIABLES: tuple[Field, ...] = (
         example={"min": 210, "max": 1695},
         notes="A lock with `max` below the card's boost clock trades a few percent of speed "
         "for steadier clocks and less heat. The range here is a sanity check; each card's "
-        "own `clocks.max.sm` is checked on the host. Locked clocks cannot be read back "
-        "through nvidia-smi on every driver: rigctl records what it applied since boot in "
-        "`/run/rigctl/gpu-clocks.json` and compares against that.",
+        "own `clocks.max.sm` is checked on the host. Provision and verify compare the same "
+        "live state: where the GPUs can say what is locked (lab rigs) it is read from them; "
+        "real drivers cannot read locked clocks back through nvidia-smi everywhere, so there "
+        "rigctl records what it applied since boot in `/run/rigctl/gpu-clocks.json`, "
+        "compares against that, and asserts every configured lock again on each provision "
+        "(a lock reset by hand with `-rgc` is repaired).",
     ),
     Field(
         "rig_gpu_clock_lock_overrides",

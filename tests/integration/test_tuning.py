@@ -192,3 +192,118 @@ def test_failure_profile_enforce_stops_warn_goes_on(lab, rig, profile, needle):
     output = proc.stdout + proc.stderr
     assert needle in output and "(policy warn)" in output
     assert lab.limits(rig) == [275.0, 275.0, 250.0, 275.0]
+
+
+# --- provision and verify agree: drift made by hand is caught, then repaired -----------
+
+TUNED = {**LIMITS, **SETTINGS}
+TUNING_CHECKS = ("test_power_limit_applied", "test_clock_lock_applied",
+                 "test_compute_mode_applied", "test_power_limit_unit_ran_this_boot")
+
+
+@pytest.fixture(scope="module")
+def drift_lab(tmp_path_factory):
+    with lab_session(tmp_path_factory, "tn-drift", "--profile", "4x3090") as session:
+        yield _tuning_lab(session)
+
+
+def _by_hand(lab, command):
+    """Run a command on lab-rig-1 over `rigctl lab ssh` (as a rig owner would by hand)."""
+    lab.rigctl("lab", "ssh", "--name", lab.name, "lab-rig-1", command, check=True)
+
+
+def _verify(lab, inv):
+    """{check name: check} of the tuning and facts suites on lab-rig-1."""
+    rc, result = lab.rigctl.json("verify", "-i", inv, "-l", "lab-rig-1", "--json",
+                                 "-k", "test_tuning or test_facts")
+    checks = {c["name"].split("[")[0]: c for c in result["hosts"]["lab-rig-1"]["checks"]}
+    return rc, checks
+
+
+def _provision(lab, inv, timings, label):
+    import time
+
+    start = time.monotonic()
+    rc, summary = lab.rigctl.json("provision", "host", "lab-rig-1", "-i", inv, "--json")
+    timings[label] = round(time.monotonic() - start, 1)
+    assert rc == 0, summary
+    return summary
+
+
+def test_provision_then_verify_agree_and_each_drift_is_caught_then_repaired(drift_lab):
+    lab, timings = drift_lab, {}
+    inv = lab.inventory("lab-rig-1", **TUNED)
+    first = _provision(lab, inv, timings, "first provision")
+    # The driver is not managed here: no kernel module is built, so no headers warning.
+    assert not [w for w in first["warnings"] if "headers" in w["message"]], first["warnings"]
+    rc, checks = _verify(lab, inv)
+    failed = {n: c.get("details") or c["message"] for n, c in checks.items()
+              if c["outcome"] not in ("passed", "skipped")}
+    assert not failed, failed
+    assert all(checks[n]["outcome"] == "passed" for n in TUNING_CHECKS), checks
+    again = _provision(lab, inv, timings, "no-op re-run")
+    assert again["hosts"]["lab-rig-1"]["changed"] == 0, again["changes"]
+
+    # Drift made by hand, as a rig owner would.
+    _by_hand(lab, "sudo nvidia-smi -i 1 -pl 300 && sudo nvidia-smi -i 0 -c 0 "
+             "&& sudo nvidia-smi -i 2 -rgc && sudo systemctl stop rigctl-power-limits")
+    rc, checks = _verify(lab, inv)
+    assert rc == 1
+    found = {n: checks[n]["details"] for n in TUNING_CHECKS if checks[n]["outcome"] == "failed"}
+    assert set(found) == set(TUNING_CHECKS), checks
+    assert "GPU 1 (0000:21:00.0): 300" in found["test_power_limit_applied"]["found"]
+    clocks = found["test_clock_lock_applied"]
+    assert clocks["found"] == "GPU 2 (0000:41:00.0): unlocked", clocks
+    assert clocks["expected"] == ("GPU 2 (0000:41:00.0): locked 210-1500 MHz "
+                                  "(rig_gpu_clock_lock_overrides['2'])"), clocks
+    compute = found["test_compute_mode_applied"]
+    assert compute["found"] == "GPU 0 (0000:01:00.0): default", compute
+    assert "exclusive_process" in compute["expected"] and "provision" in compute["fix"]
+    assert "active=False" in found["test_power_limit_unit_ran_this_boot"]["found"]
+    assert all(d["fix"] for d in found.values())
+
+    # One provision repairs all of it; only the tuning task changes.
+    repair = _provision(lab, inv, timings, "repair")
+    tasks = {c["task"] for c in repair["changes"]}
+    assert tasks == {"Set the GPU power limits, clock locks and compute modes that differ"}, tasks
+    rc, checks = _verify(lab, inv)
+    assert all(checks[n]["outcome"] == "passed" for n in TUNING_CHECKS), checks
+    assert lab.limits("lab-rig-1") == [275.0, 275.0, 250.0, 275.0]
+    assert _modes(lab, "lab-rig-1") == ["Exclusive_Process"] * 4
+    assert _locks(lab, "lab-rig-1") == [[210, 1695], [210, 1695], [210, 1500], [210, 1695]]
+    again = _provision(lab, inv, timings, "no-op after repair")
+    assert again["hosts"]["lab-rig-1"]["changed"] == 0, again["changes"]
+
+    # With nothing configured, null is the card's default on both sides: -c 3 and -lgc by
+    # hand are drift too.
+    plain = lab.inventory("lab-rig-1")
+    _provision(lab, plain, timings, "back to defaults")
+    _by_hand(lab, "sudo nvidia-smi -i 3 -c 3 && sudo nvidia-smi -i 3 -lgc 210,1200")
+    rc, checks = _verify(lab, plain)
+    assert checks["test_compute_mode_applied"]["outcome"] == "failed", checks
+    assert "GPU 3 (0000:61:00.0): exclusive_process" in (
+        checks["test_compute_mode_applied"]["details"]["found"])
+    assert checks["test_clock_lock_applied"]["details"]["found"] == (
+        "GPU 3 (0000:61:00.0): locked 210-1200 MHz")
+    _provision(lab, plain, timings, "repair defaults")
+    assert _modes(lab, "lab-rig-1") == ["Default"] * 4 and _locks(lab, "lab-rig-1") == [None] * 4
+    again = _provision(lab, plain, timings, "no-op at defaults")
+    assert again["hosts"]["lab-rig-1"]["changed"] == 0, again["changes"]
+    print("timings (s):", timings)
+
+
+def test_check_diff_shows_per_gpu_before_and_after(drift_lab):
+    lab = drift_lab
+    inv = lab.inventory("lab-rig-1", **TUNED)
+    lab.rigctl("provision", "host", "lab-rig-1", "-i", inv, check=True)
+    _by_hand(lab, "sudo nvidia-smi -i 1 -pl 300")
+    proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", inv, "--check", "--diff")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "--- GPU 1 (0000:21:00.0) NVIDIA GeForce RTX 3090" in out, out
+    assert "-power limit: 300 W" in out and "+power limit: 275 W" in out, out
+    assert "GPU 0 (0000:01:00.0)" not in out, out
+    assert lab.limits("lab-rig-1")[1] == 300.0  # check mode: nothing set
+    rc, summary = lab.rigctl.json("provision", "host", "lab-rig-1", "-i", inv, "--check",
+                                  "--json")
+    assert rc == 0 and summary["hosts"]["lab-rig-1"]["changed"] == 1, summary["changes"]

@@ -224,3 +224,113 @@ def test_merge_on_sim_reads_compute_mode_and_max_clocks(tmp_path):
 ])
 def test_chipset_from_p2p(text, expected):
     assert gpufacts.chipset_from_p2p(parsers.parse_topo_p2p(text)) == expected
+
+
+def test_locked_clocks_read_from_the_simulated_gpus(tmp_path):
+    """What the lab's GPU layer really has locked (-lgc, then -rgc by hand), read through
+    its status output: the live state provision converges, not rigctl's record."""
+    facts = sim_facts(tmp_path, "4x3090")
+    root = tmp_path / "4x3090"
+    env = dict(os.environ, RIGCTL_SIMGPU_PROFILE=str(root / "profile.json"),
+               RIGCTL_SIMGPU_STATE_DIR=str(root / "state"), RIGCTL_SIMGPU_ASSUME_ROOT="1")
+
+    def tool(*args):
+        return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, check=True,
+                              capture_output=True, text=True).stdout
+
+    tool("-i", "0000:21:00.0", "-lgc", "210,1500")
+    live = gpufacts.locks_from_simgpu_status(_status(env))
+    assert live == {"0000:01:00.0": None, "0000:21:00.0": [210, 1500],
+                    "0000:41:00.0": None, "0000:61:00.0": None}
+    pci = [dict(g) for g in facts["gpus"]]
+    gpus = gpufacts.merge(pci, [], clock_record={"0000:01:00.0": [210, 1695]}, clock_live=live)
+    assert [(g["clocks"]["locked_mhz"], g["clocks"]["locked_source"]) for g in gpus] == [
+        (None, "gpu"), ([210, 1500], "gpu"), (None, "gpu"), (None, "gpu")]
+    tool("-i", "0000:21:00.0", "-rgc")
+    assert gpufacts.locks_from_simgpu_status(_status(env))["0000:21:00.0"] is None
+    with pytest.raises(ValueError):
+        gpufacts.locks_from_simgpu_status("not json")
+
+
+def _status(env):
+    link = Path(env["RIGCTL_SIMGPU_STATE_DIR"]).parent / "rigctl-simgpu"
+    if not link.exists():
+        link.symlink_to(SCRIPT)
+    return subprocess.run([sys.executable, str(link), "status", "--json"], env=env, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def _tuned_gpus(power=(275.0, 275.0, 250.0), locks=([210, 1695], [210, 1695], [210, 1500]),
+                modes=("exclusive_process",) * 3):
+    gpus = _clock_gpus()
+    for gpu, watts, lock, mode in zip(gpus, power, locks, modes, strict=True):
+        gpu["power"]["current_w"] = watts
+        gpu["clocks"].update(locked_mhz=lock, locked_source="gpu")
+        gpu["compute_mode"] = mode
+    return gpus
+
+
+TUNING = dict(power_limit_w=275, power_limit_overrides={"41:00.0": 250},
+              clock_lock_mhz={"min": 210, "max": 1695},
+              clock_lock_overrides={2: {"min": 210, "max": 1500}},
+              compute_mode="exclusive_process")
+
+
+def test_plan_tuning_in_place_has_no_drift_and_no_diff():
+    plan = gpufacts.plan_tuning(_tuned_gpus(), **TUNING)
+    assert plan["errors"] == [] and plan["drift"] == []
+    assert gpufacts.tuning_diff(plan, gpufacts.POWER_UNIT) == []
+
+
+def test_plan_tuning_finds_each_hand_made_drift():
+    # nvidia-smi -i 1 -pl 300; nvidia-smi -i 2 -rgc; nvidia-smi -i 0 -c 3 ... -c 0 by hand
+    gpus = _tuned_gpus(power=(275.0, 300.0, 250.0), locks=([210, 1695], [210, 1695], None),
+                       modes=("default", "exclusive_process", "exclusive_process"))
+    plan = gpufacts.plan_tuning(gpus, **TUNING)
+    assert [(d["index"], d["what"], d["found"], d["expected"]) for d in plan["drift"]] == [
+        (0, "compute", "default", "exclusive_process"),
+        (1, "power", "300 W", "275 W"),
+        (2, "clocks", "unlocked", "locked 210-1500 MHz"),
+    ]
+    assert plan["drift"][2]["source"] == "rig_gpu_clock_lock_overrides[2]"
+    diff = gpufacts.tuning_diff(plan, gpufacts.POWER_UNIT, unit_start=True)
+    assert [d["before_header"] for d in diff] == [
+        "GPU 0 (0000:01:00.0) NVIDIA GeForce RTX 3090", "GPU 1 (0000:21:00.0) NVIDIA GeForce RTX 3090",
+        "GPU 2 (0000:41:00.0) NVIDIA GeForce RTX 3090", gpufacts.POWER_UNIT]
+    assert diff[1]["before"] == ("power limit: 300 W\nclocks: locked 210-1695 MHz\n"
+                                 "compute mode: exclusive_process\n")
+    assert diff[1]["after"] == ("power limit: 275 W\nclocks: locked 210-1695 MHz\n"
+                                "compute mode: exclusive_process\n")
+    assert "clocks: unlocked" in diff[2]["before"] and "clocks: locked 210-1500 MHz" in diff[2]["after"]
+
+
+def test_plan_tuning_null_means_the_cards_default_for_both_sides():
+    """No setting configured: a hand-made -c 3, -lgc or -pl is drift (verify fails it,
+    provision resets it); at the defaults there is none."""
+    defaults = dict(power_limit_w=None, power_limit_overrides={}, clock_lock_mhz=None,
+                    clock_lock_overrides={}, compute_mode=None)
+    gpus = _tuned_gpus(power=(350.0, 350.0, 350.0), locks=(None, None, None),
+                       modes=("default",) * 3)
+    assert gpufacts.plan_tuning(gpus, **defaults)["drift"] == []
+    gpus[0]["compute_mode"] = "exclusive_process"
+    gpus[1]["clocks"]["locked_mhz"] = [210, 1200]
+    gpus[2]["power"]["current_w"] = 200.0
+    plan = gpufacts.plan_tuning(gpus, **defaults)
+    assert [(d["index"], d["what"], d["expected"], d["source"]) for d in plan["drift"]] == [
+        (0, "compute", "default", "default"), (1, "clocks", "unlocked", "default"),
+        (2, "power", "350 W", "default")]
+    assert plan["settings"]["configured"] == {} and plan["power"]["configured"] == {}
+    # "default" spelled out means the same as null
+    same = gpufacts.plan_tuning(gpus, **dict(defaults, compute_mode="default"))
+    assert [(d["index"], d["what"], d["expected"]) for d in same["drift"]] == [
+        (0, "compute", "default"), (1, "clocks", "unlocked"), (2, "power", "350 W")]
+    assert same["drift"][0]["source"] == "rig_compute_mode"
+
+
+def test_plan_tuning_unreadable_state_is_not_drift():
+    gpus = _clock_gpus()
+    for g in gpus:
+        g["power"] = {"current_w": None, "default_w": None, "min_w": None, "max_w": None}
+        g["compute_mode"] = None
+    plan = gpufacts.plan_tuning(gpus)
+    assert plan["errors"] == [] and plan["drift"] == []

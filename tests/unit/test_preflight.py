@@ -105,3 +105,16 @@ def test_interrupted_dpkg_fails_with_the_command_that_fixes_it():
     assert result["status"] == "fail"
     assert "dpkg --configure -a" in result["fix"]
     assert preflight.check_dpkg(facts(dpkg={"present": False, "interrupted": False}))["status"] == "skip"
+
+
+def test_headers_matter_only_where_the_driver_is_built():
+    no_headers = facts(kernel={"with_headers": []})
+    unmanaged = preflight.check_headers(no_headers, driver_managed=False)
+    assert unmanaged["status"] == "skip" and "rig_driver_version is null" in unmanaged["message"]
+    assert by_name(preflight.evaluate(no_headers, driver_managed=False))["kernel_headers"][
+        "status"] == "skip"
+    managed = preflight.check_headers(no_headers, driver_managed=True)
+    assert managed["status"] == "warn"
+    assert "the driver role will refuse" in managed["message"]
+    assert "installs them" not in managed["summary"]
+    assert "apt-get install linux-headers-$(uname -r)" in managed["fix"]
