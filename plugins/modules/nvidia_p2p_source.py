@@ -14,7 +14,13 @@ description:
     C(version.mk) and refuses when it differs from the userspace version, naming both
     versions and the catalog entry that would match.
   - Checks the commit out and refuses when the checked-out commit id differs from the pin.
-  - Touches nothing but its cache directory; the driver is untouched when it fails.
+  - Everything is checked in a temporary repository (removed afterwards) before the cache
+    directory is written; a refusal leaves the cache as it was. The refusal message says
+    exactly what changed on the host before it (the packages that installing git added,
+    from C(packages_before)), or that nothing did.
+  - Credentials in the URL (C(https://user:token@host/...)) never reach a command line,
+    git's config, the cache or the result: git gets them from a credential helper that
+    reads its environment, and the URL is returned and recorded without them.
 options:
   source:
     description:
@@ -28,6 +34,16 @@ options:
     type: str
     required: true
   dest: {description: Cache directory., type: path, default: /var/lib/rigctl/nvidia-p2p}
+  packages_before:
+    description:
+      - C(dpkg-query -W -f '${db:Status-Abbrev} ${binary:Package}\n') lines from before
+        git was installed for this check; a refusal lists the packages added since.
+    type: list
+    elements: str
+  lists_refreshed:
+    description: Whether installing git refreshed apt's package lists (said in a refusal).
+    type: bool
+    default: false
 """
 
 RETURN = r"""
@@ -37,9 +53,11 @@ commit: {description: The checked-out commit id., returned: success, type: str}
 """
 
 import os
+import shutil
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rigctl.core import driver
+from ansible.module_utils.rigctl.core import credurl, driver
 
 
 def main():
@@ -48,101 +66,148 @@ def main():
             "source": {"type": "dict", "required": True},
             "userspace_version": {"type": "str", "required": True},
             "dest": {"type": "path", "default": "/var/lib/rigctl/nvidia-p2p"},
+            "packages_before": {"type": "list", "elements": "str"},
+            "lists_refreshed": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     p = module.params
+    try:
+        username, password = driver.p2p_source_credentials(p["source"])
+    except ValueError as exc:
+        module.fail_json(msg=f"{exc}; nothing was changed")
+    # Never in a result, a message or the invocation Ansible logs: Ansible replaces these
+    # strings by ******** everywhere in what the module returns.
+    for secret in (password, username if not password else None):
+        if secret:
+            module.no_log_values.add(secret)
+    raw_url = (p["source"] or {}).get("url")
+    if isinstance(raw_url, str) and credurl.has_credentials(raw_url):
+        module.no_log_values.add(raw_url)
     try:
         resolved = driver.resolve_p2p_source(p["source"])
     except ValueError as exc:
         module.fail_json(msg=f"{exc}; nothing was changed")
     url, branch, commit = resolved["url"], resolved["branch"], resolved["commit"]
     source = {"url": url, "branch": branch, "commit": commit}
-    git = module.get_bin_path("git", required=True)
+
+    cache = os.path.join(p["dest"], "git")
+    cache_written = []  # set once the checked source goes into the cache
+
+    def refuse(msg, **extra):
+        if cache_written:
+            module.fail_json(msg=msg.rstrip(". ") + ". The source cache %s was written (the "
+                                 "fork was checked); the driver was not touched." % cache,
+                             **dict(source, **extra))
+        now = None
+        if p["packages_before"] is not None:
+            _, out, _ = module.run_command(driver.DPKG_QUERY, environ_update={"LC_ALL": "C"})
+            now = out.splitlines()
+        module.fail_json(msg=msg.rstrip(". ") + ". " + driver.p2p_check_changes(
+            p["packages_before"], now, p["lists_refreshed"]), **dict(source, **extra))
+
+    git = module.get_bin_path("git")
+    if not git:
+        if module.check_mode:
+            module.exit_json(changed=True, msg=f"would install git, then fetch {url} {branch} "
+                                               "and check it", **source)
+        refuse("git is not installed on the host, so the patched source cannot be fetched; "
+               "install git (the role does) and run again")
     env = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
 
-    def run(args, cwd=None, check=True):
-        rc, out, err = module.run_command([git] + args, cwd=cwd, environ_update=env)
+    def run(args, cwd=None, check=True, extra_env=None):
+        rc, out, err = module.run_command([git] + args, cwd=cwd,
+                                          environ_update=dict(env, **(extra_env or {})))
         if check and rc != 0:
-            module.fail_json(msg="git {} failed: {}".format(" ".join(args), (err or out).strip()),
-                             **source)
+            refuse("git {} failed: {}".format(" ".join(args), (err or out).strip()))
         return rc, out.strip(), err.strip()
 
-    # 1. Fetch the branch into the cache (the only thing this module writes), then check
-    # the pin against it: the commit must exist, and the branch must still point at it.
-    repo = os.path.join(p["dest"], "git")
-    changed = False
-    if module.check_mode:
-        # read only: ask the remote where the branch points
-        _, out, _ = run(["ls-remote", "--heads", url, "refs/heads/" + branch])
-        heads = [line.split()[0] for line in out.splitlines() if line.strip()]
-        if heads != [commit]:
-            module.fail_json(msg="branch {} of {} points at {}, not the pinned commit {}: "
-                                 "refused".format(branch, url, heads[0] if heads else "nothing",
-                                              commit), **source)
-        if not os.path.isdir(os.path.join(repo, ".git")):
-            module.exit_json(changed=True, msg=f"would fetch {url} {branch}",
-                             version=p["userspace_version"], **source)
-    else:
-        if not os.path.isdir(os.path.join(repo, ".git")):
-            os.makedirs(repo, exist_ok=True)
-            run(["init", "-q", repo])
-        ref = "refs/rigctl/" + branch
-        _, before, _ = run(["rev-parse", "--verify", "--quiet", ref], cwd=repo, check=False)
+    have_cache = os.path.isdir(os.path.join(cache, ".git"))
+    ref = "refs/rigctl/" + branch
+    # 1. Fetch the branch into a temporary repository (reusing the cache's objects, read
+    # only) and check the pin there: the commit must exist, the branch must still point at
+    # it, the tree's own version.mk must be the userspace version. The cache is written
+    # only once all of that holds; the temporary repository is removed in every case.
+    tmp = tempfile.mkdtemp(prefix="rigctl-p2p-check-", dir="/var/tmp")
+    try:
+        work = os.path.join(tmp, "git")
+        run(["init", "-q", work])
+        if have_cache:
+            with open(os.path.join(work, ".git", "objects", "info", "alternates"), "w") as fh:
+                fh.write(os.path.join(cache, ".git", "objects") + "\n")
         rc, out, err = run(["fetch", "-q", "--no-tags", url, f"+refs/heads/{branch}:{ref}"],
-                           cwd=repo, check=False)
+                           cwd=work, check=False,
+                           extra_env=credurl.git_credential_env(url, username, password))
         if rc != 0:
-            why = (err or out).strip()
-            module.fail_json(msg=f"cannot fetch branch {branch} from {url}: {why}. Refused; "
-                                 "nothing was changed", **source)
-        _, head_now, _ = run(["rev-parse", "--verify", "--quiet", ref], cwd=repo)
-        changed = before != head_now
-        rc, out, _ = run(["rev-parse", "--verify", "--quiet", commit + "^{commit}"], cwd=repo,
+            refuse(f"cannot fetch branch {branch} from {url}: {(err or out).strip()}. Refused")
+        _, head_now, _ = run(["rev-parse", "--verify", "--quiet", ref], cwd=work)
+        rc, out, _ = run(["rev-parse", "--verify", "--quiet", commit + "^{commit}"], cwd=work,
                          check=False)
         if rc != 0 or out != commit:
-            module.fail_json(msg=f"commit {commit} does not exist in {url} (branch {branch} "
-                                 f"points at {head_now}): wrong commit, refused; nothing was "
-                                 "built or changed. Pin a commit of the branch in "
-                                 "rig_p2p_source.commit.", branch_head=head_now, **source)
+            refuse(f"commit {commit} does not exist in {url} (branch {branch} points at "
+                   f"{head_now}): wrong commit, refused; nothing was built. Pin a commit of the "
+                   "branch in rig_p2p_source.commit", branch_head=head_now)
         if head_now != commit:
-            module.fail_json(
-                msg=f"branch {branch} of {url} moved: it points at {head_now}, but the pinned "
-                    f"commit is {commit}. Refused (a moved branch is never built); nothing was "
-                    "changed. Review the new commits, then pin the new head in "
-                    "rig_p2p_source.commit, or point url at a mirror that keeps the pinned "
-                    "commit.",
-                branch_head=head_now, **source)
+            refuse(f"branch {branch} of {url} moved: it points at {head_now}, but the pinned "
+                   f"commit is {commit}. Refused (a moved branch is never built). Review the new "
+                   "commits, then pin the new head in rig_p2p_source.commit, or point url at a "
+                   "mirror that keeps the pinned commit", branch_head=head_now)
+        # 2. The tree's own version, read from the pinned commit before anything is built.
+        rc, text, err = run(["show", f"{commit}:version.mk"], cwd=work, check=False)
+        if rc != 0:
+            refuse(f"{url} at {commit} has no version.mk: not an open-gpu-kernel-modules tree; "
+                   "refused")
+        try:
+            version = driver.parse_version_mk(text)
+        except ValueError as exc:
+            refuse(f"{url} at {commit}: {exc}; refused")
+        if version != p["userspace_version"]:
+            msg = driver.version_mismatch_message(version, p["userspace_version"], source)
+            refuse(msg.replace(" Nothing was changed.", ""), source_version=version,
+                   userspace_version=p["userspace_version"])
 
-    # 2. The tree's own version, read from the pinned commit before anything is built.
-    rc, text, err = run(["show", f"{commit}:version.mk"], cwd=repo, check=False)
-    if rc != 0:
-        module.fail_json(msg=f"{url} at {commit} has no version.mk: not an open-gpu-kernel-modules "
-                             "tree; refused, nothing was changed", **source)
-    try:
-        version = driver.parse_version_mk(text)
-    except ValueError as exc:
-        module.fail_json(msg=f"{url} at {commit}: {exc}; refused", **source)
-    if version != p["userspace_version"]:
-        module.fail_json(msg=driver.version_mismatch_message(version, p["userspace_version"],
-                                                             source),
-                         source_version=version, userspace_version=p["userspace_version"],
-                         **source)
+        # 3. Checked: bring the branch into the cache (a move the first time, a local
+        # fetch later) unless this is check mode.
+        if not module.check_mode:
+            cache_written.append(True)
+        if not have_cache:
+            if module.check_mode:
+                module.exit_json(changed=True, msg=f"would fetch {url} {branch} into {cache}",
+                                 version=version, **source)
+            os.makedirs(p["dest"], exist_ok=True)
+            if os.path.isdir(cache) and not os.path.islink(cache):
+                shutil.rmtree(cache)  # a leftover that is no repository: ours to replace
+            elif os.path.lexists(cache):
+                os.unlink(cache)
+            shutil.move(work, cache)
+            changed = True
+        else:
+            _, before, _ = run(["rev-parse", "--verify", "--quiet", ref], cwd=cache,
+                               check=False)
+            changed = before != commit
+            if changed and module.check_mode:
+                module.exit_json(changed=True, msg=f"would fetch {url} {branch} into {cache}",
+                                 version=version, **source)
+            if changed:
+                run(["fetch", "-q", "--no-tags", work, f"+{ref}:{ref}"], cwd=cache)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    # 3. Check it out and prove the checked-out tree is the pinned commit.
-    rc, head, _ = run(["rev-parse", "HEAD"], cwd=repo, check=False)
-    rc2, dirty, _ = run(["status", "--porcelain", "--untracked-files=no"], cwd=repo, check=False)
+    # 4. Check it out and prove the checked-out tree is the pinned commit.
+    rc, head, _ = run(["rev-parse", "HEAD"], cwd=cache, check=False)
+    rc2, dirty, _ = run(["status", "--porcelain", "--untracked-files=no"], cwd=cache, check=False)
     if rc != 0 or head != commit or dirty:
         if module.check_mode:
             module.exit_json(changed=True, msg=f"would check out {commit}", version=version,
                              **source)
         run(["-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach", commit],
-            cwd=repo)
+            cwd=cache)
         changed = True
-        _, head, _ = run(["rev-parse", "HEAD"], cwd=repo)
+        _, head, _ = run(["rev-parse", "HEAD"], cwd=cache)
     if head != commit:
         module.fail_json(msg=f"checked-out commit {head} is not the pinned {commit}: refused",
                          **source)
-    module.exit_json(changed=changed, src=repo, version=version, commit=head, url=url,
+    module.exit_json(changed=changed, src=cache, version=version, commit=head, url=url,
                      branch=branch, catalog=resolved["catalog"],
                      generations=resolved["generations"])
 

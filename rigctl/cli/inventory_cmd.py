@@ -41,8 +41,17 @@ def _json_value(v):
     return str(v)
 
 
+def _shown(name: str, v):
+    """The value as printed: secrets masked (rigctl.inventory.secrets decides)."""
+    from rigctl.inventory import secrets
+
+    return _json_value(secrets.mask(v, name))
+
+
 def _text_value(v) -> str:
     v = _json_value(v)
+    if v == "***":  # a masked secret
+        return v
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -188,16 +197,18 @@ def show_cmd(ctx, inventory, as_json, all_vars, hosts):
             "in_rigs": h in inv.rig_hosts,
             "vars": {
                 n: {
-                    "value": _json_value(res[n].value),
+                    "value": _shown(n, res[n].value),
                     "source": res[n].where,
                     "scope": None if res[n].layer == "default" else res[n].scope,
+                    **({"masked": True} if _shown(n, res[n].value) != _json_value(res[n].value)
+                       else {}),
                 }
                 for n in rig + other
             },
         }
         extra = sorted(n for n in res if n not in schema.BY_NAME and n.startswith("rig_"))
         for n in extra:  # unknown rig_* names: shown so a typo is visible
-            out[h]["vars"].setdefault(n, {"value": _json_value(res[n].value),
+            out[h]["vars"].setdefault(n, {"value": _shown(n, res[n].value),
                                           "source": res[n].where, "scope": res[n].scope,
                                           "unknown": True})
     if as_json:

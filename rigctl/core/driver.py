@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 
-from . import catalog
+from . import catalog, credurl
 
 # Where the role records what it installed (read by `rigctl verify`).
 PROVENANCE_PATH = "/var/lib/rigctl/nvidia-driver.json"
@@ -70,7 +70,9 @@ def apt_version_glob(driver_version):
 
 def resolve_p2p_source(source):
     """``rig_p2p_source`` as {name, url, branch, commit, catalog, driver_version,
-    generations}. Raises ValueError with a rig owner's message when it is incomplete."""
+    generations}. ``url`` has any credentials stripped (``https://host/path``; see
+    ``p2p_source_credentials``), so it can be printed and recorded. Raises ValueError with
+    a rig owner's message when it is incomplete."""
     if not isinstance(source, dict):
         raise ValueError("rig_p2p_source must be a mapping with catalog, or url/branch/commit")
     name = source.get("catalog")
@@ -81,7 +83,8 @@ def resolve_p2p_source(source):
                              % (name, ", ".join(catalog.P2P_CATALOG)))
         return {
             "catalog": entry.name,
-            "url": source.get("url") or entry.url,  # a local mirror of the catalog's fork
+            # a local mirror of the catalog's fork
+            "url": credurl.split_credentials(source.get("url") or entry.url)[0],
             "branch": entry.branch,
             "commit": entry.commit,
             "driver_version": entry.driver_version,
@@ -99,12 +102,55 @@ def resolve_p2p_source(source):
     m = re.match(r"^(\d{3}\.\d{1,3}(?:\.\d{1,3})?)(?:-|$)", str(source["branch"]))
     return {
         "catalog": None,
-        "url": source["url"],
+        "url": credurl.split_credentials(source["url"])[0],
         "branch": source["branch"],
         "commit": commit,
         "driver_version": m.group(1) if m else None,
         "generations": [],
     }
+
+
+def p2p_source_credentials(source):
+    """(username, password) from ``rig_p2p_source.url`` (``https://user:token@host/...``),
+    or (None, None). Raises ValueError like resolve_p2p_source."""
+    url = source.get("url") if isinstance(source, dict) else None
+    if not url:
+        return None, None
+    _, user, password = credurl.split_credentials(url)
+    return user, password
+
+
+# Installed packages, one "<status> <name>" line each (the P2P source check diffs two).
+DPKG_QUERY = ["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${binary:Package}\\n"]
+
+
+def installed_packages(lines):
+    """Package names dpkg has installed, from DPKG_QUERY output lines."""
+    out = set()
+    for line in lines or []:
+        parts = line.split()
+        if len(parts) == 2 and parts[0].startswith("ii"):
+            out.add(parts[1].split(":", 1)[0])
+    return out
+
+
+def p2p_check_changes(before_lines, now_lines, lists_refreshed):
+    """The sentence a P2P source refusal ends with: exactly what changed on the host
+    before it (the packages installing git added since BEFORE_LINES, DPKG_QUERY output),
+    or that nothing did."""
+    if before_lines is None:
+        return "Nothing was changed by this check."
+    added = sorted(installed_packages(now_lines) - installed_packages(before_lines))
+    if not added:
+        return ("Nothing was changed" + (" (apt's package lists were refreshed)."
+                                         if lists_refreshed else "."))
+    one = len(added) == 1
+    return ("Changed before this check: git was installed to fetch the source, adding %d "
+            "package%s: %s (%s; `apt-get purge %s` removes %s)%s; nothing else was "
+            "changed." % (len(added), "" if one else "s", ", ".join(added),
+                          "it stays" if one else "they stay", " ".join(added),
+                          "it" if one else "them",
+                          ", and apt's package lists were refreshed" if lists_refreshed else ""))
 
 
 def version_mismatch_message(source_version, userspace_version, source):
