@@ -148,9 +148,6 @@ def _kind_text(node) -> str:
 
 # --- host patterns ----------------------------------------------------------------------
 
-_RANGE_RE = re.compile(r"\[([0-9]+|[a-zA-Z]):([0-9]+|[a-zA-Z])(?::([0-9]+))?\]")
-
-
 def _split_port(pattern: str) -> tuple[str, int | None]:
     m = re.match(r"^\[([0-9a-fA-F:.]+)\]:(\d+)$", pattern)  # [ipv6]:port
     if m:
@@ -163,32 +160,78 @@ def _split_port(pattern: str) -> tuple[str, int | None]:
     return pattern, None
 
 
+def _range_items(spec: str) -> list[str]:
+    """The items of the inside of one ``[begin:end(:step)]`` range, by Ansible's rules:
+    letters a-z/A-Z or whole numbers, an empty begin is 0, a zero-padded begin needs an end
+    of the same width. Raises ValueError saying what is wrong (also for a range that
+    expands to nothing or a step that is not positive, which Ansible takes silently)."""
+    bounds = spec.split(":")
+    if len(bounds) not in (2, 3):
+        raise ValueError(f"[{spec}] is not a range (write [begin:end] or [begin:end:step])")
+    begin, end = bounds[0] or "0", bounds[1]
+    if not end:
+        raise ValueError(f"range [{spec}] has no end")
+    step_text = bounds[2] if len(bounds) == 3 else "1"
+    if not step_text.isdigit() or int(step_text) == 0:
+        raise ValueError(f"range [{spec}]: the step must be a whole number above 0")
+    step = int(step_text)
+    width = 0
+    if begin.startswith("0") and len(begin) > 1:
+        width = len(begin)
+        if len(end) != width:
+            raise ValueError(f"range [{spec}]: a zero-padded begin needs an end of the same "
+                             f"width ({begin}:{end.zfill(width)})")
+    letters = string.ascii_letters
+    if len(begin) == 1 and len(end) == 1 and begin in letters and end in letters:
+        lo, hi = letters.index(begin), letters.index(end)
+        if lo > hi:
+            raise ValueError(f"range [{spec}] goes backwards")
+        return list(letters[lo:hi + 1:step])
+    if not (begin.isdigit() and end.isdigit()):
+        raise ValueError(f"range [{spec}]: begin and end must both be numbers or both be "
+                         "single letters")
+    if int(begin) > int(end):
+        raise ValueError(f"range [{spec}] goes backwards, so it names no host")
+    return [str(i).zfill(width) if width else str(i)
+            for i in range(int(begin), int(end) + 1, step)]
+
+
 def expand_host_pattern(pattern: str) -> tuple[list[str], int | None]:
     """Host names and port of a host key: ``rig-[1:3]:2222`` ->
-    (['rig-1', 'rig-2', 'rig-3'], 2222). Raises ValueError for a bad range."""
+    (['rig-1', 'rig-2', 'rig-3'], 2222). Raises ValueError for a bad range: any '[' in a
+    host key starts a range for Ansible."""
     name, port = _split_port(pattern)
-    m = _RANGE_RE.search(name)
-    if not m:
-        return [name], port
-    start, end, step = m.group(1), m.group(2), int(m.group(3) or 1)
-    head, tail = name[: m.start()], name[m.end():]
-    if start.isdigit() != end.isdigit():
-        raise ValueError(f"range [{start}:{end}] mixes letters and digits")
-    if start.isdigit():
-        width = len(start) if start.startswith("0") and len(start) > 1 else 0
-        lo, hi = int(start), int(end)
-        items = [str(i).zfill(width) for i in range(lo, hi + 1, step)]
-    else:
-        letters = string.ascii_letters
-        lo, hi = letters.index(start), letters.index(end)
-        items = [letters[i] for i in range(lo, hi + 1, step)]
-    if not items or step <= 0:
-        raise ValueError(f"range [{start}:{end}] is empty")
+    return _expand_ranges(name), port
+
+
+def _expand_ranges(name: str) -> list[str]:
+    if "[" not in name:
+        return [name]
+    head, _, rest = name.partition("[")
+    spec, closed, tail = rest.partition("]")
+    if not closed:
+        raise ValueError(f"'[' without ']' in {name!r}")
     out: list[str] = []
-    for item in items:
-        names, _ = expand_host_pattern(head + item + tail)
-        out.extend(names)
-    return out, port
+    for item in _range_items(spec):
+        out.extend(_expand_ranges(head + item + tail))
+    return out
+
+
+def _name_problem(name: str) -> str | None:
+    """What makes a host or group name unusable (Ansible refuses empty names; a name with
+    spaces or commas is one entity with a name no host pattern can select), or None."""
+    if not name.strip():
+        return "is empty; Ansible refuses the inventory"
+    if re.search(r"\s", name):
+        return ("has spaces in it: Ansible reads it as one name, not as several, and no "
+                "--limit can name it")
+    if "," in name:
+        return "has a comma in it: Ansible reads it as one name, and --limit splits it in two"
+    return None
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"\W+", "_", name.strip()).strip("_")
 
 
 # --- the inventory ----------------------------------------------------------------------
@@ -539,8 +582,17 @@ class _FileParser:
     def group_name(self, pair) -> str | None:
         name = pair.key
         if not isinstance(name, str):
-            self.p(pair.key_node, f"group name {pair.key_node.value!r} is not a string",
-                   "quote it", key=str(name), loses_structure=True)
+            self.p(pair.key_node, f"group name {pair.key_node.value!r} is read as "
+                   f"{_kind_text(pair.key_node)}, not a string; Ansible refuses the inventory",
+                   f"name groups with letters, digits and _, or quote it: "
+                   f"\"{pair.key_node.value}\":", key=str(name), loses_structure=True)
+            return None
+        problem = _name_problem(name)
+        if problem:
+            self.p(pair.key_node, f"group name {name!r} {problem}",
+                   f"name groups with letters, digits and _, like "
+                   f"{_safe_name(name) or 'gpu_rigs'}", group=name or None,
+                   loses_structure=True)
             return None
         return name
 
@@ -577,6 +629,15 @@ class _FileParser:
             if yamlpos.is_null(vnode):
                 continue
             if isinstance(vnode, yaml.ScalarNode) and yamlpos.kind_of(vnode) == "string":
+                if key in ("hosts", "children") and re.search(r"[\s,]", vnode.value):
+                    what = "host" if key == "hosts" else "group"
+                    items = [x for x in re.split(r"[\s,]+", vnode.value) if x]
+                    first = items[0] if items else "NAME"
+                    self.p(vnode, f"{key!r} of group {name!r} is the string {vnode.value!r}, "
+                           f"which Ansible reads as ONE {what} named {vnode.value!r}",
+                           f"write `{key}:` then one `  {first}:` line per {what}",
+                           group=name, key=key, loses_structure=True)
+                    continue
                 # Ansible takes `hosts: rig-a` as `hosts: {rig-a: }`
                 vnode = yaml.MappingNode("tag:yaml.org,2002:map", [
                     (vnode, yaml.ScalarNode("tag:yaml.org,2002:null", "", vnode.start_mark,
@@ -638,6 +699,13 @@ class _FileParser:
                 self.p(hp.key_node, f"host name {hp.key_node.value!r} is read as "
                        f"{_kind_text(hp.key_node)}, not a string",
                        f"quote it: \"{hp.key_node.value}\":", group=group, loses_structure=True)
+                continue
+            problem = _name_problem(hp.key)
+            if problem:
+                self.p(hp.key_node, f"host name {hp.key!r} {problem}",
+                       "write one host per line, each a name like rig-a (letters, digits, "
+                       "'.', '-' and '_'), its address in ansible_host",
+                       host=hp.key or None, group=group, loses_structure=True)
                 continue
             try:
                 names, port = expand_host_pattern(hp.key)

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from rigctl.core import cuda as cudalib
-from rigctl.inventory import schema, yamlpos
+from rigctl.inventory import ansible_vars, schema, yamlpos
 from rigctl.inventory.catalog import P2P_CATALOG
 from rigctl.inventory.loader import Inventory, VarDef
 from rigctl.inventory.problems import Problem
@@ -105,7 +105,8 @@ def _example(f: Field, name: str) -> str:
 def _type_fix(f: Field, name: str, value: Any, node) -> str:
     raw = _raw(node)
     plain = yamlpos.is_plain_scalar(node)
-    if f.type == "str" and plain and raw is not None and value is not None:
+    if f.type == "str" and plain and raw is not None and value is not None and not (
+            f.check and f.check(raw)):  # quoting helps only where the text itself is valid
         return f'quote it: {name}: "{raw}"'
     if f.type in ("int", "float") and isinstance(value, str):
         try:
@@ -377,15 +378,25 @@ class _Checker:
         for h in self.checked_hosts():
             self.host(h)
         self.addresses()
+        self.names_as_addresses()
+        # SSH host key checking: one rule (rigctl.hostkeys), also used by the gate and the
+        # access suite; the caller's environment counts too (ANSIBLE_HOST_KEY_CHECKING...)
+        import os
+
+        from rigctl.hostkeys import inventory_problems
+
+        self.problems += inventory_problems(self.inv, self.checked_hosts(), os.environ)
         return _dedupe(self.problems)
 
     # one definition --------------------------------------------------------------------
 
     def definition(self, d: VarDef) -> None:
         name = d.name
-        f = schema.get(name)
+        f = schema.get(name) or ansible_vars.get(name)
         if f is None:
-            if name.startswith("rig_"):
+            if name.startswith("ansible_"):
+                self.connection_near_miss(d)
+            elif name.startswith("rig_"):
                 hint = difflib.get_close_matches(name, schema.NAMES, n=1, cutoff=0.6)
                 self.add(d, "unknown rig variable",
                          f"did you mean {hint[0]!r}?" if hint else
@@ -394,17 +405,35 @@ class _Checker:
             else:
                 self.near_miss(d)
             return
+        if d.unchecked and ansible_vars.get(name):
+            return  # Ansible's own variables: Jinja and vault are usual there
+        if name in ansible_vars.SECRETS:  # a password: no value in any message
+            found = ansible_vars.secret_problem(d.value)
+            if found:
+                self.add(d, *found)
+                self.bad.add(_def_key(d))
+            return
         if d.unchecked:
             what = "!vault-encrypted" if yamlpos.contains_vault(d.value) else "Jinja"
             self.add(d, f"the value uses {what}; Ansible computes it when the play runs, so it "
                      "is not checked here", None, severity="note")
             return
-        for issue in check_value(f, d.value, d.node, name):
-            line = yamlpos.line_of(issue.node) or d.line
+        for issue in check_value(f, ansible_vars.as_ansible_reads(f, d.value), d.node, name):
+            # the value as a whole is wrong: the line of its name (a block list or mapping
+            # starts below it)
+            whole = issue.node is None or issue.node is d.node
+            line = d.line if whole else (yamlpos.line_of(issue.node) or d.line)
             self.add(d, issue.message, issue.fix, key=issue.key, line=line,
                      severity=issue.severity)
             if issue.severity == "error":
                 self.bad.add(_def_key(d))
+
+    def connection_near_miss(self, d: VarDef) -> None:
+        """``ansible_usr``: Ansible ignores a misspelled connection variable silently."""
+        cand = ansible_vars.suggest(d.name)
+        if cand and cand != d.name:
+            self.add(d, "not a variable Ansible reads, so the connection goes on without it",
+                     f"did you mean {cand!r}?", severity="warning")
 
     def near_miss(self, d: VarDef) -> None:
         name = d.name
@@ -705,6 +734,24 @@ class _Checker:
             else:
                 seen[key] = h
 
+    def names_as_addresses(self) -> None:
+        """Without ansible_host, Ansible connects over SSH to the host's inventory name."""
+        inv = self.inv
+        for h in inv.hosts:
+            res = inv.resolved(h)
+            if res.get("ansible_host") or res.get("ansible_ssh_host"):
+                continue
+            conn = res.get("ansible_connection")
+            if conn is not None and (conn.unchecked or conn.value not in ("ssh", "paramiko",
+                                                                          "smart")):
+                continue
+            found = ansible_vars.address_problem(h, "ansible_host")
+            if found:
+                host = inv.host(h)
+                self.add(None, f"no ansible_host, so Ansible connects to the host's name, and "
+                         f"{found[0]}", "set ansible_host (like ansible_host: 192.0.2.10), "
+                         "or rename the host", host=h, file=host.file, line=host.line)
+
 
 def _catalog_hint(version: str) -> str:
     names = [s.name for s in P2P_CATALOG.values() if s.driver_version == version]
@@ -735,4 +782,6 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 def check(inv: Inventory) -> list[Problem]:
     """Every problem of a loaded inventory (errors, warnings and notes), sorted by file
     and line, including those found while loading."""
-    return _Checker(inv).run()
+    from rigctl.inventory import secrets  # no secret value in any message; plain-text warnings
+
+    return _dedupe(secrets.review(inv, _Checker(inv).run()))
