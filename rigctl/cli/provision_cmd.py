@@ -12,9 +12,10 @@ from rigctl.cli.common import run_options
 def provision():
     """Provision rigs (runs playbooks/provision.yml).
 
-    Today the provisioning play gathers facts and runs the preflight checks; the driver,
-    tuning and CUDA/NCCL roles join it as they land. The inventory is checked first:
-    any inventory problem stops the run with exit 2 before a host is contacted.
+    Facts, preflight and hardware checks, the NVIDIA driver, GPU tuning, CUDA and NCCL.
+    `host NAME` provisions one rig; `fleet` every rig (or those --limit selects) in one
+    run, in parallel. The inventory is checked first: any inventory problem stops the run
+    with exit 2 before a host is contacted.
     """
 
 
@@ -42,5 +43,28 @@ def provision_host(ctx, name, inventory, limit, check, diff, verbose, as_json):
         as_json=as_json,
         title=f"provision {name}",
         kind="provision",
+        inv=_inv,
+    )
+    ctx.exit(_run.exit_code(result))
+
+
+@provision.command("fleet")
+@run_options
+@click.pass_context
+def provision_fleet(ctx, inventory, limit, check, diff, verbose, as_json):
+    """Provision every rig of the inventory's `rigs` group (narrowed by --limit) in one
+    run: the rigs converge in parallel (Ansible forks), e.g. their driver builds."""
+    paths, _inv, selected = _run.select_hosts(inventory, (), limit)
+    result = _run.run(
+        "provision.yml",
+        paths,
+        selected,
+        check=check,
+        diff=diff,
+        verbose=verbose,
+        as_json=as_json,
+        title=f"provision {', '.join(selected)}",
+        kind="provision",
+        inv=_inv,
     )
     ctx.exit(_run.exit_code(result))
