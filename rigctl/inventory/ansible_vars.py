@@ -21,6 +21,7 @@ import ipaddress
 import re
 from typing import Any
 
+from rigctl.inventory import secrets
 from rigctl.inventory.schema import Field
 
 PORT_MIN, PORT_MAX = 1, 65535
@@ -251,8 +252,9 @@ for _alias, _target in ALIASES.items():
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 
-# Passwords: checked without their value ever appearing in a message.
-SECRETS = frozenset(n for n, f in BY_NAME.items() if f.name.endswith(("_password", "_pass")))
+# Passwords: checked without their value ever appearing in a message. Which names are
+# secret is decided in one place, rigctl.inventory.secrets.
+SECRETS = frozenset(n for n in BY_NAME if secrets.is_secret_name(n))
 
 
 def get(name: str) -> Field | None:

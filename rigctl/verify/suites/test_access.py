@@ -5,7 +5,9 @@ from rigctl.verify.checks import expect
 
 def test_ssh_login_as_inventory_user(host, rig_vars):
     user = rig_vars.get("ansible_user")
-    found = host.user().name
+    # With ansible_become in the inventory every command runs through sudo: the login
+    # account is then sudo's SUDO_USER, not the root the command runs as.
+    found = host.run('printf %s "${SUDO_USER:-$(id -un)}"').stdout.strip()
     expect(
         user is None or found == user,
         "SSH logs in as the inventory's ansible_user",
