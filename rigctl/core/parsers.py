@@ -20,6 +20,9 @@ from the shared captures folder), across driver generations:
 - sysfs ``current_link_speed``             -> :func:`parse_sysfs_link_speed`,
   :func:`pcie_gen_from_speed`
 - cuda-samples ``p2pBandwidthLatencyTest`` -> :func:`parse_p2p_bandwidth_latency_test`
+
+More formats: :mod:`.kernlog` (Xid, AER), :mod:`.nvsmi` (nvlink -s, compute apps),
+:mod:`.benchout` (nvbandwidth, nccl-tests, dcgmi diag), :mod:`.pcitopo` (bridge tree).
 """
 
 from __future__ import annotations
@@ -429,7 +432,10 @@ def parse_nvidia_smi_q(text: str) -> dict:
     ``default_limit_w``, ``min_limit_w``, ``max_limit_w``, ``draw_w``}, ``pci``
     {``link_gen_max``, ``link_gen_current``, ``link_gen_device_max``, ``link_gen_host_max``,
     ``link_width_max``, ``link_width_current``, ``device_id``, ``sub_system_id``,
-    ``bus_id``}. Anything the text does not show is None (``-d`` shows only its sections).
+    ``bus_id``}, ``performance_state``, ``clocks_event_reasons`` (reason -> ``"Active"``/``"Not
+    Active"``, nested reasons flattened; the ``Clocks Event Reasons`` block, ``Clocks Throttle
+    Reasons`` before R535), ``clocks_event_reasons_active`` (list), ``clocks_event_counters_us``
+    (``Clocks Event Reasons Counters``). What the text does not show is None (``-d`` limits it).
 
     Older drivers print ``Power Readings`` with ``Power Limit`` and ``Enforced Power Limit``;
     newer ones ``GPU Power Readings`` with ``Current``/``Requested Power Limit`` and, from
@@ -459,6 +465,13 @@ def parse_nvidia_smi_q(text: str) -> dict:
         gen = link.get("PCIe Generation") if isinstance(link.get("PCIe Generation"), dict) else {}
         width = link.get("Link Width") if isinstance(link.get("Link Width"), dict) else {}
         persistence = _leaf_str(tree.get("Persistence Mode"))
+        reasons = _first(tree, ("Clocks Event Reasons",), ("Clocks Throttle Reasons",))
+        if isinstance(reasons, dict):
+            reasons = {k: v for k, v in reasons.items() if isinstance(v, str)}
+            active = [k for k, v in reasons.items() if v == "Active"]
+        else:
+            reasons = active = None
+        counters = _first(tree, ("Clocks Event Reasons Counters",), ("Clocks Throttle Reasons Counters",))
         gpus.append(
             {
                 "bus_id": entry["bus_id"],
@@ -470,6 +483,12 @@ def parse_nvidia_smi_q(text: str) -> dict:
                 "vbios_version": _leaf_str(tree.get("VBIOS Version")),
                 "persistence_mode": persistence,
                 "persistence_mode_enabled": (persistence == "Enabled") if persistence else None,
+                "performance_state": _leaf_str(tree.get("Performance State")),
+                "clocks_event_reasons": reasons,
+                "clocks_event_reasons_active": active,
+                "clocks_event_counters_us": {
+                    k: _value_with_unit(v, (" us",)) for k, v in counters.items() if isinstance(v, str)
+                } if isinstance(counters, dict) else None,
                 "fb_total_mib": _value_with_unit(_get(tree, "FB Memory Usage", "Total"), (" MiB",)),
                 "fb_used_mib": _value_with_unit(_get(tree, "FB Memory Usage", "Used"), (" MiB",)),
                 "bar1_total_mib": _value_with_unit(
@@ -526,8 +545,11 @@ def parse_topo_matrix(text: str) -> dict:
     (``links["GPU0"]["GPU1"] == "PHB"``; ``X`` on the diagonal; ``NV#`` kept as printed,
     e.g. ``NV18``), ``cpu_affinity``, ``numa_affinity`` (strings as printed, None for N/A),
     ``gpu_numa_id`` (int or None; None for every GPU on drivers without that column),
-    ``affinity_columns`` (the affinity column names the header has) and ``nic_legend``
-    (``{"NIC0": "mlx5_0"}``). ANSI escapes (header underline) are ignored.
+    ``affinity_columns`` (the affinity column names the header has), ``numa_node`` (per GPU:
+    ``GPU NUMA ID``, else ``NUMA Affinity`` when it is one number, else None),
+    ``nvlink_pairs`` (``[{"gpus": ["GPU0", "GPU1"], "links": 4}]`` for each ``NV#`` cell
+    above the diagonal) and ``nic_legend`` (``{"NIC0": "mlx5_0"}``). ANSI escapes (header
+    underline) are ignored; tabs or runs of spaces separate the cells.
     """
     lines = _lines(text)
     header_index = None
@@ -584,6 +606,15 @@ def parse_topo_matrix(text: str) -> dict:
         numa_affinity[gpu] = None if _na(numa) else numa
         numa_id = row.get("GPU NUMA ID")
         gpu_numa_id[gpu] = None if _na(numa_id) else _number(numa_id)
+    nvlink_pairs = []
+    numa_node = {}
+    for i, gpu in enumerate(gpus):
+        numa = gpu_numa_id[gpu] if gpu_numa_id[gpu] is not None else numa_affinity[gpu]
+        numa_node[gpu] = int(numa) if numa is not None and _INT_RE.match(str(numa)) else None
+        for other in gpus[i + 1 :]:
+            nv_match = re.match(r"^NV(\d+)$", links.get(gpu, {}).get(other, ""))
+            if nv_match:
+                nvlink_pairs.append({"gpus": [gpu, other], "links": int(nv_match.group(1))})
     nic_legend = {}
     in_nic_legend = False
     for line in lines[header_index + 1 :]:
@@ -603,6 +634,8 @@ def parse_topo_matrix(text: str) -> dict:
         "cpu_affinity": cpu_affinity,
         "numa_affinity": numa_affinity,
         "gpu_numa_id": gpu_numa_id,
+        "numa_node": numa_node,
+        "nvlink_pairs": nvlink_pairs,
         "nic_legend": nic_legend,
     }
 
@@ -750,7 +783,17 @@ def _new_device(match) -> dict:
         "bus": None,
         "acs_cap": None,
         "acs_ctl": None,
+        "aer": None,
     }
+
+
+_AER_KEYS = ("UESta", "UEMsk", "UESvrt", "CESta", "CEMsk", "AERCap", "RootCmd", "RootSta")
+
+
+def _pm_flags(value: str) -> dict:
+    """'RxErr- BadTLP+ ...' -> {'RxErr': False, 'BadTLP': True} (other tokens ignored)."""
+    tokens = value.replace(",", " ").split()
+    return {t[:-1]: t[-1] == "+" for t in tokens if len(t) > 1 and t[-1] in "+-"}
 
 
 def parse_lspci_vv(text: str) -> list[dict]:
@@ -769,11 +812,16 @@ def parse_lspci_vv(text: str) -> list[dict]:
     ``width_downgraded``), ``capabilities_access_denied`` (non-root lspci), for bridges
     ``bus`` {``primary``, ``secondary``, ``subordinate``} (bus numbers as int, from the
     ``Bus:`` line) and ``acs_cap``/``acs_ctl`` (Access Control Services flags, e.g.
-    ``{"ReqRedir": True, "CmpltRedir": True, ...}``; None when the capability is not shown).
+    ``{"ReqRedir": True, "CmpltRedir": True, ...}``; None when the capability is not shown),
+    ``aer`` (Advanced Error Reporting, None when not shown: the ``UESta``, ``UEMsk``,
+    ``UESvrt``, ``CESta``, ``CEMsk``, ``AERCap`` (root ports: ``RootCmd``, ``RootSta``) lines
+    as flag dicts, plus ``uncorrectable``/``correctable``: names set in UESta/CESta, masked or
+    not). The bridge above a device: :func:`rigctl.core.pcitopo.bridge_parents`.
     """
     devices: list = []
     current = None
     capability = None
+    aer_key = None
     for raw in _lines(text):
         if not raw.strip():
             continue
@@ -808,6 +856,10 @@ def parse_lspci_vv(text: str) -> list[dict]:
                     capability = "express"
                 elif "Access Control Services" in value:
                     capability = "acs"
+                elif "Advanced Error Reporting" in value:
+                    capability = "aer"
+                    current["aer"] = {}
+                    aer_key = None
                 else:
                     capability = "other"
                 continue
@@ -874,12 +926,26 @@ def parse_lspci_vv(text: str) -> list[dict]:
                     k: v == "+" for k, v in flags.items()
                 }
             continue
+        if capability == "aer":
+            key, sep, value = line.partition(":")
+            if level == 2:
+                aer_key = key if sep and key in _AER_KEYS else None
+                if aer_key:
+                    current["aer"][key] = _pm_flags(value)
+            elif aer_key is not None:
+                current["aer"][aer_key].update(_pm_flags(line))
+            continue
         if capability == "express" and level == 2:
             key, sep, value = line.partition(":")
             if key == "LnkCap" and sep:
                 current["lnkcap"] = _link_fields(value, status=False)
             elif key == "LnkSta" and sep:
                 current["lnksta"] = _link_fields(value, status=True)
+    for dev in devices:
+        aer = dev["aer"]
+        if aer is not None:
+            aer["uncorrectable"] = [k for k, v in (aer.get("UESta") or {}).items() if v]
+            aer["correctable"] = [k for k, v in (aer.get("CESta") or {}).items() if v]
     if not devices and any(line.strip() for line in _lines(text)):
         raise ValueError(
             "not lspci output: no device line like '01:00.0 VGA compatible controller: ...'"

@@ -2,7 +2,8 @@
 
 The captures are read in place from ../shared/captures (tests/captures.py; provenance of
 each file in that folder's SOURCES.md). Every capture there, except the optional plain
-`nvidia-smi` tables, is exercised below with values read off the file.
+`nvidia-smi` tables, is exercised below or in test_parsers_health.py (kernel logs, benchmark
+outputs and the other health-check inputs) with values read off the file.
 """
 
 from __future__ import annotations
@@ -779,8 +780,11 @@ EXERCISED = (
 
 
 def test_every_capture_is_exercised():
+    from tests.unit.test_parsers_health import EXERCISED as HEALTH_EXERCISED
+
     names = capture_names()
     if not names:
         pytest.skip("real captures not present")
-    missing = [n for n in names if n not in EXERCISED and not n.startswith("nvidia-smi__")]
+    exercised = EXERCISED | HEALTH_EXERCISED
+    missing = [n for n in names if n not in exercised and not n.startswith("nvidia-smi__")]
     assert missing == [], f"captures without a parser test: {missing}"
