@@ -498,10 +498,24 @@ def scan(keyscan: str, host: str, port: str, types: list[str], timeout: int):
     err = ""
     if not keys:
         err = _one_line(proc.stderr) if not banner else ""
-        if not err:
-            err = (f"no SSH answer within {timeout} s" if not banner
-                   else "the server offered no host key")
+        if not err and not banner:
+            err = _tcp_error(host, port, timeout) or f"no SSH answer within {timeout} s"
+        elif not err:
+            err = "the server offered no host key"
     return keys, banner, err
+
+
+def _tcp_error(host: str, port: str, timeout: int) -> str:
+    """Why a TCP connection to host:port fails (ssh-keyscan stays silent about it), as
+    ssh words it ("Connection refused"), or "" when it connects."""
+    import socket
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return ""
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return f"connect to {host} port {port}: {reason}"
 
 
 def _fps(keys: Iterable[tuple[str, str]]) -> list[str]:
