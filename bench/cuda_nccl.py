@@ -22,30 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from _common import BIN, ROOT, sh, tool_env  # puts this checkout on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.fixtures import apt_mirror
 
-from rigctl.runner import ansible_env  # noqa: E402
-from tests.fixtures import apt_mirror  # noqa: E402
-
-BIN = Path(sys.executable).parent
 LAB = "bench-cuda"
-
-
-def sh(*args: str, env=None) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:6])}... failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout
 
 
 def main() -> int:
@@ -59,8 +46,7 @@ def main() -> int:
     sh(rigctl, "lab", "up", "--name", LAB, "--profiles", "4x3090-p2p,4x3090-p2p",
        "--mirror-dir", str(work / "mirror"))
     inventory = Path(sh(rigctl, "lab", "inventory", "--name", LAB).strip())
-    env = dict(os.environ, **ansible_env())
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env = tool_env()
     try:
         inv = yaml.safe_load(inventory.read_text())
         lab_vars = inv["all"]["children"]["rigs"]["children"]["lab"]["vars"]

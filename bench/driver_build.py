@@ -26,30 +26,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import BIN, ROOT, sh, tool_env  # puts this checkout on sys.path
 
-from rigctl.runner import ansible_env, run_playbook  # noqa: E402
+from rigctl.runner import run_playbook
 
-BIN = Path(sys.executable).parent
 LAB = "bench-driver"
 VERSION = "535.261.03"
 FORK = "/srv/forks/open-gpu-kernel-modules.git"
 USERSPACE = ["nvidia-smi", "libcuda1", "libnvidia-ml1", "libnvidia-cfg1", "nvidia-alternative",
              "firmware-nvidia-gsp"]
-
-
-def sh(*args: str, env=None) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:6])}... failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout
 
 
 def main() -> int:
@@ -59,8 +49,7 @@ def main() -> int:
     rigctl = str(BIN / "rigctl")
     sh(rigctl, "lab", "up", "--name", LAB, "--rigs", "1")
     inventory = sh(rigctl, "lab", "inventory", "--name", LAB).strip()
-    env = dict(os.environ, **ansible_env())
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env = tool_env()
     workdir = Path(tempfile.mkdtemp(prefix="rigctl-bench-driver-"))
 
     def on_rig(command: str) -> str:

@@ -15,22 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import BIN, sh, tool_env  # puts this checkout on sys.path
 
-from rigctl.runner import ansible_env, run_playbook  # noqa: E402
+from rigctl.runner import run_playbook
 
-BIN = Path(sys.executable).parent
 LAB = "bench"
-
-
-def sh(*args: str, env=None) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True, env=env).stdout
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -52,8 +44,7 @@ def main() -> int:
     rigctl = str(BIN / "rigctl")
     sh(rigctl, "lab", "up", "--name", LAB, "--rigs", str(max(sizes)))
     inventory = sh(rigctl, "lab", "inventory", "--name", LAB).strip()
-    env = dict(os.environ, **ansible_env())
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env = tool_env()
     try:
         # Converge once (the first run may change things), then measure re-runs.
         first = run_playbook("provision.yml", [inventory], kind="bench")

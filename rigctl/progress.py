@@ -323,6 +323,8 @@ def print_summary(result: RunResult, title: str) -> None:
             click.echo(fmt.format(host, st.status, st.ok, st.changed, st.failed, st.unreachable, st.skipped))
     if result.check_mode:
         click.echo("check mode: nothing was changed on any host")
+    for host, reasons in result.reboots().items():
+        click.echo(f"reboot needed: {host}: {'; '.join(reasons) or 'no reason recorded'}")
     for warning in result.warnings:
         click.echo(f"warning: {warning['host']}: {warning['message']}")
     for change in result.changes:

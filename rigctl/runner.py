@@ -93,6 +93,16 @@ class RunResult:
     def ok(self) -> bool:
         return self.rc == 0 and not any(h.failed or h.unreachable for h in self.hosts.values())
 
+    def reboots(self) -> dict[str, list[str]]:
+        """Rigs that need a reboot, with the reasons: the last reboot mark each reported
+        (`rig_reboot` from the rig_reboot_mark module, else `rig.reboot` from rig_facts)."""
+        out = {}
+        for host, facts in sorted(self.host_facts.items()):
+            mark = facts.get("rig_reboot") or (facts.get("rig") or {}).get("reboot") or {}
+            if isinstance(mark, dict) and mark.get("required"):
+                out[host] = [str(r) for r in mark.get("reasons") or ()]
+        return out
+
     def as_dict(self):
         return {
             "playbook": self.playbook,
@@ -103,6 +113,7 @@ class RunResult:
             "hosts": {name: stats.as_dict() for name, stats in self.hosts.items()},
             "changes": self.changes,
             "warnings": self.warnings,
+            "reboot_required": self.reboots(),
             "failures": [f.as_dict() for f in self.failures],
             "artifacts": str(self.artifacts),
         }

@@ -4,7 +4,9 @@ The captures live outside the repository, in ``../shared/captures`` next to the 
 (each with its provenance in that folder's SOURCES.md); they are read in place, never
 copied into the repo. ``RIGCTL_CAPTURES_DIR`` points elsewhere. When the folder is not
 there, tests that need it are skipped with the reason
-"real captures not present at <path>".
+"real captures not present at <path>", and the session ends with one line counting them
+(tests/conftest.py). With ``RIGCTL_REQUIRE_CAPTURES=1`` (``.ci/run`` sets it) a missing
+folder stops the session before any test runs, and a missing capture file fails its test.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 
 ENV = "RIGCTL_CAPTURES_DIR"
+REQUIRE_ENV = "RIGCTL_REQUIRE_CAPTURES"
+SKIP_REASON = "real captures not present"
 
 
 def captures_dir() -> Path:
@@ -24,18 +28,36 @@ def captures_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "captures"
 
 
+def required() -> bool:
+    """Whether this run must have the captures (``RIGCTL_REQUIRE_CAPTURES`` set, not 0)."""
+    return os.environ.get(REQUIRE_ENV, "").strip().lower() not in ("", "0", "no", "false")
+
+
+def missing_message(path: Path) -> str:
+    return (
+        f"{SKIP_REASON} at {path}: {REQUIRE_ENV} is set, so they are required "
+        f"(put them in ../shared/captures next to the checkout, or point {ENV} at them)"
+    )
+
+
+def _absent(path: Path):
+    if required():
+        pytest.fail(missing_message(path), pytrace=False)
+    pytest.skip(f"{SKIP_REASON} at {path}")
+
+
 def require_captures() -> Path:
-    """The captures folder, or a pytest skip when it is absent."""
+    """The captures folder, or a pytest skip when it is absent (a failure when required)."""
     path = captures_dir()
     if not path.is_dir():
-        pytest.skip(f"real captures not present at {path}")
+        _absent(path)
     return path
 
 
 def capture_path(name: str) -> Path:
     path = require_captures() / name
     if not path.is_file():
-        pytest.skip(f"real captures not present at {path}")
+        _absent(path)
     return path
 
 

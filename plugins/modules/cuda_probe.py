@@ -35,15 +35,15 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rigctl.core import constants, hostfacts, probe
+from ansible.module_utils.rigctl.core import gpulayer, gpumodel, hostfacts, probe
 
 
 def _capabilities():
-    sim = hostfacts.simulation()
-    sysfs = os.path.join("/", constants.SIMGPU_SYSFS_ROOT.lstrip("/")) if sim else "/sys"
+    pci, _ = hostfacts.read_gpus(gpulayer.layer(), driver=False)
     caps = []
-    for gpu in hostfacts.pci_gpus(sysfs, simulated=bool(sim)):
-        cap = probe.compute_capability(gpu.get("model") or gpu.get("generation") or gpu.get("device_id"))
+    for gpu in gpumodel.build(pci, []):
+        cap = (probe.compute_capability(gpu["name"]) or probe.compute_capability(gpu["generation"])
+               or probe.compute_capability(gpu["device_id"]))
         if cap and cap not in caps:
             caps.append(cap)
     return sorted(caps)

@@ -76,7 +76,7 @@ reasserted:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rigctl.core import constants, gpufacts, hostfacts
+from ansible.module_utils.rigctl.core import gpudb, gpufacts, gpulayer, hostfacts
 
 
 def _plan(module, facts):
@@ -150,7 +150,7 @@ def main():
         remaining = _plan(module, facts)
     else:
         remaining = plan
-    smi = constants.SIMGPU_TOOL if facts["simulation"] else "nvidia-smi"
+    smi = gpulayer.layer()["nvidia_smi"]
     record = gpufacts.read_clock_record()
 
     def run(gpu, args, what):
@@ -182,7 +182,7 @@ def main():
             record.pop(gpu["bus_id"], None)
             clocks_changed = True
         if gpu["compute_change"]:
-            number = gpufacts.COMPUTE_MODES[gpu["compute_target"]][0]
+            number = gpudb.COMPUTE_MODES[gpu["compute_target"]][0]
             run(gpu, ["-c", str(number)], "compute")
     if clocks_changed:
         gpufacts.write_clock_record(record)

@@ -27,7 +27,7 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rigctl.core import constants, gpufacts, hostfacts, hwchecks
+from ansible.module_utils.rigctl.core import gpufacts, hostfacts, hwchecks
 
 
 def main():
@@ -40,9 +40,7 @@ def main():
         supports_check_mode=True,
     )
     facts = gpufacts.gather(lspci=True)
-    sim = facts["simulation"]
-    sys_root = constants.SIMGPU_SYSFS_ROOT if sim else "/sys"
-    iommu = hostfacts.iommu(sys_root, hostfacts.kernel_cmdline("/")["iommu_flags"])
+    iommu = hostfacts.read_iommu()
     vendor = hostfacts.cpu_vendor("/")
     report = hwchecks.evaluate(
         facts, iommu, vendor, module.params["flavor"], module.params["policy"],

@@ -35,6 +35,12 @@ options:
     description: Module name the target kernels must resolve to this build (shadowing check).
     type: str
   provenance: {description: Record to write once installed (build_time is added)., type: dict}
+  source_commit:
+    description:
+      - With C(source) a git repository, register exactly this commit's tracked files
+        (rigctl.core.gittree), never the work tree's other files. A registered tree that
+        holds other files than the commit's is removed and registered again.
+    type: str
 """
 
 RETURN = r"""
@@ -48,7 +54,7 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rigctl.core import driver, hostfacts
+from ansible.module_utils.rigctl.core import driver, gittree, hostfacts
 
 
 def dkms_states(name):
@@ -72,6 +78,7 @@ def main():
             "remove_other_versions": {"type": "bool", "default": False},
             "expect_module": {"type": "str"},
             "provenance": {"type": "dict"},
+            "source_commit": {"type": "str"},
         },
         required_if=[("state", "built", ["version"]), ("state", "installed", ["version"])],
         supports_check_mode=True,
@@ -116,6 +123,26 @@ def main():
     have = states.get(version, {})
     srcdir = f"/usr/src/{name}-{version}"
     registered = version in states or os.path.isfile(os.path.join(srcdir, "dkms.conf"))
+    git = module.get_bin_path("git", required=True) if p["source_commit"] and p["source"] else None
+    if registered and git and not gittree.matches_commit(
+            srcdir, p["source"], p["source_commit"], git=git):
+        # registered from a tree with other files than the commit's (an older rigctl
+        # copied the cache's work tree). Not installed anywhere: register the exact tree
+        # again (nothing to lose). Installed: the module in place stays; say how to redo it.
+        if any(s == "installed" for s in have.values()):
+            module.warn(f"{srcdir} holds files that are not in commit {p['source_commit']} "
+                        "(registered by an older rigctl from the source cache's work tree); "
+                        f"to rebuild it from exactly the commit: `dkms remove {name}/{version} "
+                        "--all`, then provision again")
+        else:
+            if not module.check_mode:
+                dk(["remove", "-m", name, "-v", version, "--all"], "remove")
+                shutil.rmtree(srcdir, ignore_errors=True)
+                shutil.rmtree(f"/var/lib/dkms/{name}/{version}", ignore_errors=True)
+            result["reregistered"] = True
+            states.pop(version, None)
+            registered = False
+            have = {}
     to_build = [k for k in kernels if have.get(k) not in ("built", "installed")]
     to_install = [k for k in kernels if have.get(k) != "installed"] if state == "installed" else []
     if module.check_mode:
@@ -129,8 +156,14 @@ def main():
             module.fail_json(msg=f"{name}/{version} is not registered with DKMS and no source "
                                  "was given", **result)
         shutil.rmtree(srcdir, ignore_errors=True)
-        shutil.copytree(p["source"], srcdir, symlinks=True,
-                        ignore=shutil.ignore_patterns(".git"))
+        if git:
+            try:
+                gittree.export_commit(p["source"], p["source_commit"], srcdir, git=git)
+            except gittree.ExportError as exc:
+                module.fail_json(msg=f"cannot register {name}/{version}: {exc}", **result)
+        else:
+            shutil.copytree(p["source"], srcdir, symlinks=True,
+                            ignore=shutil.ignore_patterns(".git"))
         if not os.path.isfile(os.path.join(srcdir, "dkms.conf")) or name == driver.P2P_DKMS_NAME:
             with open(os.path.join(srcdir, "dkms.conf"), "w") as fh:
                 fh.write(driver.dkms_conf(name, version))
@@ -185,19 +218,21 @@ def main():
 
     if state == "installed" and p["expect_module"]:
         resolved, bad = {}, []
+        target = hostfacts.modprobe_name()
         for k in kernels:
-            info = driver.resolve_module(k)
-            resolved[k] = info
+            info = hostfacts.resolve_module(k, target) or {"filename": None}
+            resolved[k] = {key: info.get(key) for key in
+                           ("filename", "version", "license", "location", "srcversion")}
+            resolved[k].update(kernel=k, name=target)
             want = "/var/lib/dkms/{}/{}/{}/{}/module/{}.ko".format(
                 name, version, k, os.uname()[4], p["expect_module"])
             fn = info["filename"] or ""
-            ok = info["name"] == p["expect_module"] and "/updates/dkms/" in fn
+            ok = target == p["expect_module"] and info.get("location") == "dkms"
             if ok and os.path.exists(want):
-                _, a, _ = hostfacts.run(["modinfo", "-F", "srcversion", fn])
-                _, b, _ = hostfacts.run(["modinfo", "-F", "srcversion", want])
-                ok = a.strip() == b.strip() and bool(a.strip())
+                built = hostfacts.modinfo(want) or {}
+                ok = bool(info.get("srcversion")) and info["srcversion"] == built.get("srcversion")
             if not ok:
-                bad.append("{} resolves {} ({})".format(k, fn or "nothing", info["name"]))
+                bad.append("{} resolves {} ({})".format(k, fn or "nothing", target))
         result["resolved"] = resolved
         if bad:
             module.fail_json(msg=f"the module built by DKMS ({name}/{version}) is not the one the "

@@ -13,7 +13,9 @@ description:
   - Fetches the branch into a cache repository on the host, reads the tree's own
     C(version.mk) and refuses when it differs from the userspace version, naming both
     versions and the catalog entry that would match.
-  - Checks the commit out and refuses when the checked-out commit id differs from the pin.
+  - Checks the commit out, removes every other file from the work tree (modified,
+    untracked, ignored: C(git checkout --force), C(git clean -ffdx)) and refuses when the
+    checked-out commit id differs from the pin.
   - Everything is checked in a temporary repository (removed afterwards) before the cache
     directory is written; a refusal leaves the cache as it was. The refusal message says
     exactly what changed on the host before it (the packages that installing git added,
@@ -193,17 +195,27 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    # 4. Check it out and prove the checked-out tree is the pinned commit.
+    # 4. Check it out and prove the checked-out tree is the pinned commit, with nothing
+    # else in the work tree: modified, untracked and ignored files are removed (DKMS gets
+    # exactly the commit's tracked files; nvidia_dkms exports them with rigctl.core.gittree).
     rc, head, _ = run(["rev-parse", "HEAD"], cwd=cache, check=False)
-    rc2, dirty, _ = run(["status", "--porcelain", "--untracked-files=no"], cwd=cache, check=False)
-    if rc != 0 or head != commit or dirty:
+    rc2, dirty, _ = run(["status", "--porcelain", "--ignored", "--untracked-files=all"],
+                        cwd=cache, check=False)
+    if rc != 0 or head != commit or dirty or rc2 != 0:
         if module.check_mode:
-            module.exit_json(changed=True, msg=f"would check out {commit}", version=version,
-                             **source)
+            module.exit_json(changed=True, msg=f"would check out {commit} and clean the work "
+                                               "tree", version=version, **source)
         run(["-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach", commit],
             cwd=cache)
+        run(["clean", "-q", "-ffdx"], cwd=cache)
         changed = True
         _, head, _ = run(["rev-parse", "HEAD"], cwd=cache)
+        _, dirty, _ = run(["status", "--porcelain", "--ignored", "--untracked-files=all"],
+                          cwd=cache)
+        if dirty:
+            module.fail_json(msg=f"the source cache {cache} still has files that are not in "
+                                 f"commit {commit} after a clean: {dirty.splitlines()[:5]}",
+                             **source)
     if head != commit:
         module.fail_json(msg=f"checked-out commit {head} is not the pinned {commit}: refused",
                          **source)

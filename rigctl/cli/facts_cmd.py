@@ -29,11 +29,22 @@ def _fmt_driver(drv: dict) -> str:
     for kernel, mod in sorted((drv.get("modules") or {}).items()):
         if mod.get("version"):
             parts.append(
-                f"{kernel}: nvidia {mod['version']} {mod.get('flavor') or ''} [{mod.get('filename')}]"
+                f"{kernel}: {mod.get('module') or 'nvidia'} {mod['version']} "
+                f"{mod.get('flavor') or ''} [{mod.get('filename')}]"
             )
     if drv.get("userspace_versions"):
         parts.append("userspace " + ", ".join(drv["userspace_versions"]))
     return "; ".join(parts)
+
+
+def fmt_reboot(reboot: dict | None) -> str:
+    """The rig's pending reboot (rigctl.core.reboot) in one line."""
+    if not reboot:
+        return "unknown"
+    if not reboot.get("required"):
+        return "not needed"
+    since = f" (since {reboot['since']})" if reboot.get("since") else ""
+    return "NEEDED" + since + ": " + "; ".join(reboot.get("reasons") or ["no reason recorded"])
 
 
 def summary_rows(facts: dict) -> list[tuple[str, str]]:
@@ -65,23 +76,24 @@ def summary_rows(facts: dict) -> list[tuple[str, str]]:
         ("container", facts.get("container") or "no"),
         ("gpus", gpu_label),
         ("nvidia driver", _fmt_driver(facts["driver"])),
+        ("reboot", fmt_reboot(facts.get("reboot"))),
     ]
 
 
 def gpu_rows(facts: dict) -> list[list[str]]:
     rows = []
-    for i, gpu in enumerate(facts["gpus"]):
-        smi = gpu.get("smi") or {}
-        power = smi.get("power.limit")
+    for gpu in facts["gpus"]:  # rigctl.core.gpumodel.build's shape
+        power = (gpu.get("power") or {}).get("current_w")
+        vram = gpu.get("vram_mib") if gpu.get("vram_source") == "nvidia-smi" else None
         rows.append(
             [
-                str(smi.get("index", i)),
+                str(gpu["index"]),
                 gpu["bus_id"],
                 gpu.get("name") or "?",
                 gpu.get("generation") or "?",
                 _fmt_link(gpu.get("link")),
                 str(gpu.get("numa_node") if gpu.get("numa_node") is not None else "-"),
-                f"{smi['memory.total']} MiB" if smi.get("memory.total") else "-",
+                f"{vram} MiB" if vram else "-",
                 f"{power} W" if power is not None else "-",
                 "simulated" if gpu.get("simulated") else "real",
             ]
@@ -105,7 +117,10 @@ def render(all_facts: dict[str, dict]) -> None:
             table.add_column("fact", style="bold")
             table.add_column("value")
             for key, value in summary_rows(facts):
-                style = "bold yellow" if key == "gpus" and facts["gpu_view"] == "simulated" else ""
+                style = "bold yellow" if (
+                    (key == "gpus" and facts["gpu_view"] == "simulated")
+                    or (key == "reboot" and value.startswith("NEEDED"))
+                ) else ""
                 table.add_row(key, f"[{style}]{value}[/]" if style else value)
             console.print(table)
             if facts["gpus"]:

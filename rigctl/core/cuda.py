@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import re
 
-from . import constants, hostfacts
 from . import driver as driverlib
+from . import gpulayer, hostfacts
 
 # --- toolkit <-> driver -----------------------------------------------------------------
 
@@ -390,11 +390,11 @@ def parse_nccl_library_version(data):
 def read_driver_version(root="/"):
     """(version, where from) of the NVIDIA driver on this host, or (None, None)."""
     facts = hostfacts.driver(hostfacts.kernels(root), root)
-    sim = hostfacts.simulation(root)
-    smi = hostfacts.nvidia_smi_gpus(constants.SIMGPU_TOOL if sim else "nvidia-smi")
+    gpu_layer = gpulayer.layer(root)
+    smi = hostfacts.nvidia_smi_gpus(gpu_layer["nvidia_smi"])
     smi_version = smi["gpus"][0].get("driver_version") if smi["available"] and smi["gpus"] else None
     version, where = installed_driver_version(facts, smi_version)
-    if version and sim and where == "nvidia-smi":
+    if version and gpu_layer["simulated"] and where == "nvidia-smi":
         where = "simulated nvidia-smi (lab rig)"
     return version, where
 

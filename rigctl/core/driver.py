@@ -2,8 +2,8 @@
 
 Stdlib only, Python 3.9 syntax: shipped to managed hosts as module_utils. Pure functions
 first (versions, ``version.mk``, the P2P source a rig asks for, DKMS names, build logs),
-then the few host readers the modules and the verification suite share (which module file
-a kernel resolves, the provenance record).
+then the provenance record. Which module file a kernel resolves is read on the host by
+``hostfacts.resolve_module`` (with :func:`modprobe_target`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 
 from . import catalog, credurl
 
@@ -219,17 +218,18 @@ def relevant_build_lines(log, limit=25):
 
 
 def target_kernels(kernel_facts):
-    """The kernels to build for, and the kernels that lack headers.
+    """The kernels a driver build must cover, and those of them that lack headers: the one
+    definition (``rig_facts`` evaluates it on the rig as ``kernel.targets`` and
+    ``kernel.targets_without_headers``; the role and the verification suite read those).
 
-    Targets are the installed kernels: those with an image in /boot or a module tree with
-    modules of their own, plus those whose headers are installed. The running kernel counts
-    only when it is installed here (in a container it is the host's, not a Debian kernel).
-    Returns (targets, missing_headers)."""
+    Targets are the installed kernels: those with an image in /boot (``images``) or a module
+    tree with modules of their own (``with_modules``: ``/lib/modules/K/kernel``, not a tree
+    DKMS left behind), plus those whose headers are installed (``with_headers``). The running
+    kernel counts only when it is installed here (in a container it is the host's, not a
+    Debian kernel). Pure: reads the facts only, never this machine's /lib/modules.
+    Returns (targets in version order, missing_headers)."""
     with_headers = set(kernel_facts.get("with_headers") or [])
-    installed = set(kernel_facts.get("images") or [])
-    for k in kernel_facts.get("module_dirs") or []:
-        if os.path.isdir(os.path.join("/lib/modules", k, "kernel")):
-            installed.add(k)
+    installed = set(kernel_facts.get("images") or []) | set(kernel_facts.get("with_modules") or [])
     targets = sorted(installed | with_headers, key=version_tuple)
     missing = [k for k in targets if k not in with_headers]
     return targets, missing
@@ -239,16 +239,7 @@ def headers_package(kernel, pattern="linux-headers-%s"):
     return pattern % kernel
 
 
-# --- host readers -------------------------------------------------------------------------
-
-
-def _run(argv):
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=dict(os.environ, LC_ALL="C"))
-    except OSError as exc:
-        return 127, "", str(exc)
-    return proc.returncode, proc.stdout, proc.stderr
+# --- which module `modprobe nvidia` loads, the provenance record ----------------------------
 
 
 def modprobe_target(config_text, name="nvidia"):
@@ -264,32 +255,6 @@ def modprobe_target(config_text, name="nvidia"):
         if len(parts) == 3 and parts[0] == "alias" and parts[1] == name:
             return parts[2]
     return name
-
-
-def resolve_module(kernel, name=None):
-    """Which file `modprobe nvidia` would load for this kernel: {name, filename, version,
-    license, location} (filename None when nothing resolves)."""
-    if name is None:
-        rc, out, _ = _run(["modprobe", "-c"])
-        name = modprobe_target(out if rc == 0 else "")
-    rc, out, _ = _run(["modinfo", "-k", kernel, name])
-    info = {"kernel": kernel, "name": name, "filename": None, "version": None,
-            "license": None, "location": None}
-    if rc != 0:
-        return info
-    for line in out.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key in ("filename", "version", "license") and info[key] is None:
-            info[key] = value
-    fn = info["filename"] or ""
-    if "/updates/dkms/" in fn or "/updates/" in fn:
-        info["location"] = "dkms"
-    elif "/kernel/" in fn:
-        info["location"] = "kernel"
-    else:
-        info["location"] = "other" if fn else None
-    return info
 
 
 def read_provenance(path=PROVENANCE_PATH):

@@ -6,6 +6,8 @@ marketing size (nvidia-smi reports slightly less usable FB memory).
 
 from __future__ import annotations
 
+import re
+
 # Architecture generations, oldest first. P2P forks state which generations they support.
 GENERATIONS = ("Turing", "Ampere", "Ada", "Hopper", "Blackwell")
 
@@ -34,6 +36,15 @@ MODELS = {
     "2b87": ("GeForce RTX 5090 D", "Blackwell", 32),
     "2c02": ("GeForce RTX 5080", "Blackwell", 16),
     "2bb5": ("RTX PRO 6000 Blackwell Server Edition", "Blackwell", 96),
+}
+
+# Compute modes: rig_compute_mode value -> (nvidia-smi -c number, what
+# --query-gpu=compute_mode prints). The one table: the inventory schema takes its names as
+# rig_compute_mode's choices, the GPU facts and the gpu_power_limit module read the rest.
+COMPUTE_MODES = {
+    "default": (0, "Default"),
+    "exclusive_process": (3, "Exclusive_Process"),
+    "prohibited": (2, "Prohibited"),
 }
 
 # Name fragments -> generation, for when only a marketing name is known (nvidia-smi).
@@ -76,16 +87,66 @@ def generation_for_name(name: str):
     return None
 
 
-def normalize_bus_id(bus_id: str) -> str:
-    """Any PCI address spelling -> 'dddd:bb:dd.f' lowercase.
+# A PCI address as the tools print it: nvidia-smi '00000000:41:00.0' (8-digit domain),
+# sysfs and lspci -D '0000:41:00.0' (a domain past 0xffff, e.g. Intel VMD, has 5 digits:
+# '10000:01:00.0'), lspci '41:00.0' (domain 0 left out).
+_BUS_ID_RE = re.compile(
+    r"^(?:(?P<domain>[0-9a-f]{4,8}):)?(?P<bus>[0-9a-f]{2}):(?P<dev>[0-9a-f]{2})\.(?P<fn>[0-7])$"
+)
+_UUID_RE = re.compile(r"^gpu-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-    nvidia-smi prints '00000000:01:00.0', sysfs '0000:01:00.0', lspci '01:00.0'.
+
+def normalize_bus_id(bus_id: str) -> str:
+    """Any PCI address spelling -> 'dddd:bb:dd.f' lowercase, the way sysfs names it.
+
+    nvidia-smi prints '00000000:01:00.0', sysfs '0000:01:00.0', lspci '01:00.0'. The
+    domain keeps its value (multi-segment boards have domains 0001, 0002, ...; Intel VMD
+    10000 and up): at least four digits, never cut. Raises ValueError for anything else.
     """
-    value = bus_id.strip().lower()
-    parts = value.split(":")
-    if len(parts) == 2:
-        parts = ["0000"] + parts
-    if len(parts) != 3 or "." not in parts[2]:
-        raise ValueError("not a PCI bus id: %r" % bus_id)
-    domain = parts[0][-4:].rjust(4, "0")
-    return "%s:%s:%s" % (domain, parts[1].rjust(2, "0"), parts[2])
+    match = _BUS_ID_RE.match(bus_id.strip().lower()) if isinstance(bus_id, str) else None
+    if not match:
+        raise ValueError("not a PCI bus id: %r" % (bus_id,))
+    return "%04x:%s:%s.%s" % (int(match.group("domain") or "0", 16), match.group("bus"),
+                              match.group("dev"), match.group("fn"))
+
+
+def parse_gpu_selector(key):
+    """A GPU selector (a key of rig_power_limit_overrides / rig_gpu_clock_lock_overrides)
+    as (kind, normalized target), or None when it is none of the forms. The one parser:
+    the inventory schema checks keys with it, the GPU facts match them with it.
+
+    Kinds: ``index`` (int >= 0), ``bus_id`` (:func:`normalize_bus_id`), ``uuid`` (lower
+    case, ``GPU-`` and 8-4-4-4-12 hex digits). ``3`` and ``"3"`` are the same target, and so
+    are ``00000000:41:00.0``, ``0000:41:00.0`` and ``41:00.0``.
+    """
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return ("index", key) if key >= 0 else None
+    if not isinstance(key, str):
+        return None
+    text = key.strip()
+    if text.isdigit():
+        return ("index", int(text))
+    if _UUID_RE.match(text.lower()):
+        return ("uuid", text.lower())
+    try:
+        return ("bus_id", normalize_bus_id(text))
+    except ValueError:
+        return None
+
+
+def select_gpu(gpus, key):
+    """The GPU of ``gpus`` (dicts with ``index``, ``bus_id``, ``uuid``) that a selector
+    names (:func:`parse_gpu_selector`), or None."""
+    selector = parse_gpu_selector(key)
+    if selector is None:
+        return None
+    kind, target = selector
+    for gpu in gpus:
+        value = gpu.get(kind)
+        if kind == "uuid":
+            value = (value or "").lower()
+        if value == target:
+            return gpu
+    return None

@@ -28,23 +28,13 @@ from __future__ import annotations
 import json
 import os
 
-from . import constants, gpudb, hostfacts, parsers
-
-QUERY_FIELDS = hostfacts.QUERY_FIELDS
+from . import constants, gpudb, gpulayer, gpumodel, hostfacts, parsers
 
 PERSISTENCED_UNIT = "nvidia-persistenced.service"
 POWER_UNIT = "rigctl-power-limits.service"
 POWER_CONF = "/etc/rigctl/power-limits.conf"
 # What rigctl locked since boot (tmpfs: gone at reboot, like the locks): {bus id: [min, max]}.
 CLOCKS_RECORD = "/run/rigctl/gpu-clocks.json"
-
-# rig_compute_mode value -> (nvidia-smi -c number, what --query-gpu=compute_mode prints).
-COMPUTE_MODES = {
-    "default": (0, "Default"),
-    "exclusive_process": (3, "Exclusive_Process"),
-    "prohibited": (2, "Prohibited"),
-}
-
 
 def settings_argument_spec():
     """Module options for the GPU settings (rig_power_limit_*, rig_gpu_clock_lock_*,
@@ -55,7 +45,7 @@ def settings_argument_spec():
         "power_limit_overrides": {"type": "dict", "default": {}},
         "clock_lock_mhz": {"type": "dict", "required": False},
         "clock_lock_overrides": {"type": "dict", "default": {}},
-        "compute_mode": {"type": "str", "required": False, "choices": list(COMPUTE_MODES)},
+        "compute_mode": {"type": "str", "required": False, "choices": list(gpudb.COMPUTE_MODES)},
     }
 
 # A limit within this many watts of the target counts as set (nvidia-smi prints 2 decimals).
@@ -112,21 +102,6 @@ def chipset_from_p2p(matrix):
     return out
 
 
-def _num(value):
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def compute_mode_name(text):
-    """rig_compute_mode spelling of what ``--query-gpu=compute_mode`` prints, or None."""
-    if not isinstance(text, str):
-        return None
-    wanted = text.strip().lower()
-    for name, (_num, printed) in COMPUTE_MODES.items():
-        if printed.lower() == wanted:
-            return name
-    return "exclusive_thread" if wanted == "exclusive_thread" else None
-
-
 def locks_from_simgpu_status(text):
     """{bus id: [min, max] or None} of every GPU in ``rigctl-simgpu status --json`` (what
     the simulated GPUs really have locked). Raises ValueError on unparsable output."""
@@ -145,122 +120,7 @@ def locks_from_simgpu_status(text):
     return out
 
 
-def merge(pci, smi_rows, bar1_q=None, bar1_lspci=None, chipset=None, clock_record=None,
-          clock_live=None):
-    """One dict per GPU from sysfs (``hostfacts.pci_gpus``), ``--query-gpu`` rows (with
-    :data:`QUERY_FIELDS`), BAR1 sizes and chipset flags. Sorted by bus id; ``index`` is
-    nvidia-smi's when a driver answers, else the bus order (the same order). Locked
-    clocks come from ``clock_live`` (read from the GPUs: {bus id: pair or None}) for the
-    GPUs it covers, else from ``clock_record`` (what rigctl applied since boot)."""
-    bar1_q = bar1_q or {}
-    bar1_lspci = bar1_lspci or {}
-    chipset = chipset or {}
-    clock_record = clock_record or {}
-    clock_live = clock_live or {}
-    by_bus = {}
-    for row in smi_rows or []:
-        try:
-            by_bus[gpudb.normalize_bus_id(str(row.get("pci.bus_id", "")))] = row
-        except ValueError:
-            continue
-    buses = sorted({g["bus_id"] for g in pci} | set(by_bus))
-    pci_by_bus = {g["bus_id"]: g for g in pci}
-    gpus = []
-    for position, bus in enumerate(buses):
-        dev = pci_by_bus.get(bus) or {}
-        row = by_bus.get(bus) or {}
-        link = dev.get("link") or {}
-        name = row.get("name") or dev.get("name")
-        if not name:
-            name = ("NVIDIA " + dev["model"]) if dev.get("model") else "NVIDIA device %s" % (
-                dev.get("device_id") or "?"
-            )
-        generation = dev.get("generation") or gpudb.generation_for_name(name)
-        vram = _num(row.get("memory.total"))
-        if vram is None and dev.get("device_id"):
-            model = gpudb.model_for_device(dev["device_id"])
-            vram = model[2] * 1024 if model else None
-        index = _num(row.get("index"))
-        index = int(index) if index is not None else position
-        if bus in bar1_q:
-            bar1, bar1_source = bar1_q[bus], "nvidia-smi -q -d MEMORY"
-        elif bus in bar1_lspci:
-            bar1, bar1_source = bar1_lspci[bus], "lspci -vv"
-        else:
-            bar1, bar1_source = None, None
-        persistence = row.get("persistence_mode")
-        gpus.append(
-            {
-                "index": index,
-                "bus_id": bus,
-                "uuid": row.get("uuid"),
-                "name": name,
-                "generation": generation,
-                "vram_mib": int(vram) if vram is not None else None,
-                "vram_source": "nvidia-smi" if row.get("memory.total") is not None else "model",
-                "bar1_mib": bar1,
-                "bar1_source": bar1_source,
-                "power": {
-                    "current_w": _num(row.get("power.limit")),
-                    "default_w": _num(row.get("power.default_limit")),
-                    "min_w": _num(row.get("power.min_limit")),
-                    "max_w": _num(row.get("power.max_limit")),
-                },
-                "persistence": (persistence == "Enabled") if persistence else None,
-                "compute_mode": compute_mode_name(row.get("compute_mode")),
-                "clocks": {
-                    "max_sm_mhz": _num(row.get("clocks.max.sm")),
-                    "max_graphics_mhz": _num(row.get("clocks.max.graphics")),
-                    # read from the GPU where it can say, else what rigctl locked since
-                    # boot (CLOCKS_RECORD)
-                    "locked_mhz": clock_live[bus] if bus in clock_live else clock_record.get(bus),
-                    "locked_source": "gpu" if bus in clock_live else "record",
-                },
-                "link": {
-                    # nvidia-smi: the link (what host and card can both do); sysfs: the card
-                    "gen_current": _num(row.get("pcie.link.gen.current")) or link.get("gen_current"),
-                    "gen_max": _num(row.get("pcie.link.gen.max")) or link.get("gen_max"),
-                    "width_current": _num(row.get("pcie.link.width.current"))
-                    or link.get("width_current"),
-                    "width_max": _num(row.get("pcie.link.width.max")) or link.get("width_max"),
-                    "device_gen_max": link.get("gen_max"),
-                    "device_width_max": link.get("width_max"),
-                },
-                "behind_chipset": chipset.get(index),
-                "numa_node": dev.get("numa_node"),
-                "simulated": bool(dev.get("simulated")),
-            }
-        )
-    return gpus
-
-
 # --- power-limit plan -----------------------------------------------------------------
-
-
-def match_selector(gpus, key):
-    """The GPU a ``rig_power_limit_overrides`` key names (index, PCI bus id in any
-    spelling, or UUID), or None."""
-    if isinstance(key, bool):
-        return None
-    text = str(key).strip()
-    if text.isdigit():
-        for gpu in gpus:
-            if gpu["index"] == int(text):
-                return gpu
-        return None
-    if text.upper().startswith("GPU-"):
-        for gpu in gpus:
-            if (gpu.get("uuid") or "").lower() == text.lower():
-                return gpu
-        return None
-    try:
-        bus = gpudb.normalize_bus_id(text)
-    except ValueError:
-        return None
-    for gpu in gpus:
-        if gpu["bus_id"] == bus:
-            return gpu
-    return None
 
 
 def _label(gpu):
@@ -274,7 +134,7 @@ def resolve_overrides(gpus, overrides, key_name):
     errors = []
     chosen = {}
     for key, value in (overrides or {}).items():
-        gpu = match_selector(gpus, key)
+        gpu = gpudb.select_gpu(gpus, key)
         if gpu is None:
             errors.append(
                 "%s[%r] names no GPU on this rig (GPUs: %s); use an index, a PCI bus id or a "
@@ -379,8 +239,8 @@ def plan_gpu_settings(gpus, clock_lock=None, clock_overrides=None, compute_mode=
     key_name = "rig_gpu_clock_lock_overrides"
     chosen, errors = resolve_overrides(gpus, clock_overrides, key_name)
     mode = compute_mode or "default"
-    if mode not in COMPUTE_MODES:
-        errors.append("rig_compute_mode %r is not one of %s" % (mode, ", ".join(COMPUTE_MODES)))
+    if mode not in gpudb.COMPUTE_MODES:
+        errors.append("rig_compute_mode %r is not one of %s" % (mode, ", ".join(gpudb.COMPUTE_MODES)))
         mode = None
     planned = []
     configured = {}
@@ -443,7 +303,7 @@ def plan_gpu_settings(gpus, clock_lock=None, clock_overrides=None, compute_mode=
             elif gpu.get("compute_mode") is not None:
                 entry["compute_change"] = gpu["compute_mode"] != mode
             if mode != "default":
-                settings["compute"] = COMPUTE_MODES[mode][0]
+                settings["compute"] = gpudb.COMPUTE_MODES[mode][0]
         if settings:
             configured[gpu["bus_id"]] = settings
     return {"gpus": planned, "errors": errors, "configured": configured}
@@ -559,6 +419,33 @@ def power_conf(plan, settings=None):
     return "\n".join(lines) + "\n"
 
 
+def parse_power_conf(text):
+    """What ``/etc/rigctl/power-limits.conf`` (:func:`power_conf`) lists, read the way the
+    boot script reads it (``<bus> <what> <value>``, ``#`` comments): {"power": {bus: watts},
+    "clocks": {bus: [min, max]}, "compute": {bus: nvidia-smi -c number}, "unreadable":
+    [lines the boot script could not apply]}."""
+    out = {"power": {}, "clocks": {}, "compute": {}, "unreadable": []}
+    for line in (text or "").splitlines():
+        parts = line.split("#")[0].split()
+        if not parts:
+            continue
+        try:
+            if len(parts) == 2:
+                out["power"][parts[0]] = float(parts[1])
+            elif len(parts) == 3 and parts[1] == "clocks":
+                pair = [int(x) for x in parts[2].split(",")]
+                if len(pair) != 2:
+                    raise ValueError(parts[2])
+                out["clocks"][parts[0]] = pair
+            elif len(parts) == 3 and parts[1] == "compute":
+                out["compute"][parts[0]] = int(parts[2])
+            else:
+                raise ValueError(line)
+        except ValueError:
+            out["unreadable"].append(line.strip())
+    return out
+
+
 def read_clock_record(root="/"):
     """{bus id: [min, max]} from :data:`CLOCKS_RECORD`; empty when absent or unreadable."""
     path = os.path.join(root, CLOCKS_RECORD.lstrip("/"))
@@ -617,15 +504,10 @@ def unit_state(unit):
     }
 
 
-def _smi(sim):
-    return constants.SIMGPU_TOOL if sim else "nvidia-smi"
-
-
-def read_lspci(sim):
+def read_lspci(gpu_layer):
     """Parsed ``lspci -vv -D -nn`` (all devices: GPUs and the bridges above them), or
-    (None, reason). On a lab rig the simulated GPU layer's view."""
-    argv = [constants.SIMGPU_TOOL, "lspci"] if sim else ["lspci", "-vv", "-D", "-nn"]
-    rc, out, err = hostfacts.run(argv)
+    (None, reason). On a lab rig the simulated GPU layer's view (:func:`gpulayer.layer`)."""
+    rc, out, err = hostfacts.run(gpu_layer["lspci"])
     if rc != 0:
         return None, (err or out).strip().splitlines()[0] if (err or out).strip() else "rc=%d" % rc
     try:
@@ -636,22 +518,15 @@ def read_lspci(sim):
 
 def gather(root="/", lspci=True):
     """Structured GPU facts of this host (see the module docstring)."""
-    sim = hostfacts.simulation(root)
-    gpu_sys = (
-        os.path.join(root, constants.SIMGPU_SYSFS_ROOT.lstrip("/")) if sim else os.path.join(root, "sys")
-    )
-    pci = hostfacts.pci_gpus(gpu_sys, simulated=bool(sim))
-    smi = _smi(sim)
+    gpu_layer = gpulayer.layer(root)
+    pci, answer = hostfacts.read_gpus(gpu_layer)
+    smi = gpu_layer["nvidia_smi"]
     errors = []
-    rows = []
-    driver = False
+    rows, driver = answer["gpus"], answer["available"]
+    if pci and not driver:
+        errors.append("nvidia-smi: %s" % answer["error"])
     bar1_q = {}
     chipset = {}
-    if pci:
-        answer = hostfacts.nvidia_smi_gpus(smi)
-        rows, driver = answer["gpus"], answer["available"]
-        if not driver:
-            errors.append("nvidia-smi: %s" % answer["error"])
     if driver:
         rc, out, _ = hostfacts.run([smi, "-q", "-d", "MEMORY"])
         if rc == 0:
@@ -668,29 +543,29 @@ def gather(root="/", lspci=True):
                     errors.append("nvidia-smi topo -p2p r: %s" % exc)
     devices, lspci_error = (None, "not read")
     if lspci and pci:
-        devices, lspci_error = read_lspci(sim)
+        devices, lspci_error = read_lspci(gpu_layer)
         if lspci_error:
             errors.append("lspci: %s" % lspci_error)
     clock_live = {}
-    if driver and sim:
+    if driver and gpu_layer["simgpu_tool"]:
         # The simulated GPU layer can say what is locked; real drivers cannot everywhere.
-        rc, out, err = hostfacts.run([constants.SIMGPU_TOOL, "status", "--json"])
+        rc, out, err = hostfacts.run([gpu_layer["simgpu_tool"], "status", "--json"])
         try:
             clock_live = locks_from_simgpu_status(out) if rc == 0 else {}
         except ValueError as exc:
             errors.append("rigctl-simgpu status --json: %s" % exc)
         if rc != 0:
             errors.append("rigctl-simgpu status --json: %s" % ((err or out).strip() or rc))
-    gpus = merge(pci, rows, bar1_q, bar1_from_lspci(devices or []), chipset,
-                 read_clock_record(root), clock_live)
+    gpus = gpumodel.build(pci, rows, bar1_q, bar1_from_lspci(devices or []), chipset,
+                          read_clock_record(root), clock_live)
     bridges = [
         {"bdf": d["bdf"], "bus": d["bus"], "acs_ctl": d["acs_ctl"], "description": d["description"]}
         for d in devices or []
         if d.get("bus")
     ]
     return {
-        "gpu_view": "simulated" if sim else ("real" if pci else "none"),
-        "simulation": sim,
+        "gpu_view": gpulayer.gpu_view(gpu_layer, gpus),
+        "simulation": gpu_layer["simulation"],
         "driver_answers": driver,
         "driver_version": rows[0].get("driver_version") if rows else None,
         "gpus": gpus,

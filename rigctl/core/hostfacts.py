@@ -15,35 +15,13 @@ import shutil
 import subprocess
 import sys
 
-from . import aptsource, constants, gpudb, parsers
+from . import aptsource, constants, gpudb, gpulayer, gpumodel, parsers, reboot
+from . import driver as _driver
 
 FACTS_SCHEMA = 1
 
 # GUID of the EFI global variable namespace (SecureBoot, SetupMode live there).
 _EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-e0ed8c5b9d4e"
-
-# The --query-gpu fields rigctl reads, in one place (rig facts and GPU facts share them).
-QUERY_FIELDS = (
-    "index",
-    "pci.bus_id",
-    "name",
-    "uuid",
-    "memory.total",
-    "power.limit",
-    "power.default_limit",
-    "power.min_limit",
-    "power.max_limit",
-    "persistence_mode",
-    "pcie.link.gen.max",
-    "pcie.link.gen.current",
-    "pcie.link.width.max",
-    "pcie.link.width.current",
-    "driver_version",
-    "compute_mode",
-    "clocks.max.sm",
-    "clocks.max.graphics",
-)
-
 
 def run(argv, timeout=30):
     """Run a command; (rc, stdout, stderr). rc 127 when the program is missing."""
@@ -99,8 +77,10 @@ def os_release(root="/"):
 
 
 def kernels(root="/"):
-    """Kernels known to the host: the running one, those with modules, those whose
-    headers are installed (what a DKMS build can target)."""
+    """Kernels known to the host: the running one, those with a module tree, those with
+    modules of their own (``/lib/modules/K/kernel``), those whose headers are installed,
+    and the kernels a driver build must cover (``targets``, :func:`driver.target_kernels`,
+    evaluated here on the rig)."""
     running = platform.release()
     module_dirs = sorted(
         os.path.basename(p)
@@ -108,21 +88,27 @@ def kernels(root="/"):
         if os.path.isdir(p)
     )
     with_headers = []
+    with_modules = []
     for name in module_dirs:
         build = os.path.join(root, "lib/modules", name, "build")
         if os.path.isfile(os.path.join(build, "Makefile")):
             with_headers.append(name)
+        if os.path.isdir(os.path.join(root, "lib/modules", name, "kernel")):
+            with_modules.append(name)
     images = sorted(
         os.path.basename(p)[len("vmlinuz-") :]
         for p in glob.glob(os.path.join(root, "boot/vmlinuz-*"))
     )
-    return {
+    facts = {
         "running": running,
         "running_has_headers": running in with_headers,
         "with_headers": with_headers,
         "module_dirs": module_dirs,
+        "with_modules": with_modules,
         "images": images,
     }
+    facts["targets"], facts["targets_without_headers"] = _driver.target_kernels(facts)
+    return facts
 
 
 def secure_boot(root="/", container=None):
@@ -293,7 +279,8 @@ def pci_gpus(sys_root, simulated):
 def nvidia_smi_gpus(nvidia_smi="nvidia-smi"):
     """What the driver says about each GPU, when a driver answers."""
     rc, out, err = run(
-        [nvidia_smi, "--query-gpu=" + ",".join(QUERY_FIELDS), "--format=csv,noheader,nounits"]
+        [nvidia_smi, "--query-gpu=" + ",".join(gpumodel.QUERY_FIELDS),
+         "--format=csv,noheader,nounits"]
     )
     if rc == 127:
         return {"available": False, "error": "nvidia-smi not installed", "gpus": []}
@@ -301,10 +288,32 @@ def nvidia_smi_gpus(nvidia_smi="nvidia-smi"):
         message = (err or out).strip().splitlines()
         return {"available": False, "error": message[0] if message else "rc=%d" % rc, "gpus": []}
     try:
-        rows = parsers.parse_query_gpu_csv(out, fields=list(QUERY_FIELDS))
+        rows = parsers.parse_query_gpu_csv(out, fields=list(gpumodel.QUERY_FIELDS))
     except ValueError as exc:
         return {"available": False, "error": "unparsable nvidia-smi output: %s" % exc, "gpus": []}
     return {"available": True, "error": None, "gpus": rows}
+
+
+def read_gpus(gpu_layer, driver=True):
+    """What the GPU layer (:func:`gpulayer.layer`) says about the GPUs: ``(pci,
+    answer)``, sysfs's NVIDIA devices (:func:`pci_gpus`) and :func:`nvidia_smi_gpus`' answer
+    (asked only when there are GPUs on PCI and ``driver``). Both GPU fact gatherers read
+    through here and build the list with :func:`gpumodel.build`."""
+    pci = pci_gpus(gpu_layer["sys_root"], simulated=gpu_layer["simulated"])
+    if not pci:
+        return pci, {"available": False, "error": "no NVIDIA GPU on PCI", "gpus": []}
+    if not driver:
+        return pci, {"available": False, "error": "not asked", "gpus": []}
+    return pci, nvidia_smi_gpus(gpu_layer["nvidia_smi"])
+
+
+def read_iommu(root="/", gpu_layer=None):
+    """:func:`iommu` of this host. On a lab rig the IOMMU is part of the simulated hardware
+    (the container would otherwise report the lab host's own IOMMU): its groups are read
+    from the simulated sysfs and the result says it is simulated."""
+    gpu_layer = gpu_layer or gpulayer.layer(root)
+    flags = kernel_cmdline(root)["iommu_flags"]
+    return iommu(gpu_layer["sys_root"], flags, simulated=gpu_layer["simulated"])
 
 
 # --- driver ---------------------------------------------------------------------------
@@ -376,6 +385,37 @@ def parse_dkms_status(text):
     return entries
 
 
+def modinfo(module, kernel=None):
+    """``modinfo [-k KERNEL] MODULE`` (a module name or a .ko path) through
+    :func:`parsers.parse_modinfo`: None when modinfo finds nothing, ``{"error": ...}`` when
+    its output cannot be read."""
+    argv = ["modinfo"] + (["-k", kernel] if kernel else []) + [module]
+    rc, out, _ = run(argv)
+    if rc != 0 or not out.strip():
+        return None
+    try:
+        return parsers.parse_modinfo(out)
+    except ValueError as exc:
+        return {"error": str(exc)}
+
+
+def modprobe_name(name="nvidia"):
+    """The module ``modprobe NAME`` loads here (Debian's install redirect to
+    nvidia-current-open followed): :func:`driver.modprobe_target` of ``modprobe -c``."""
+    rc, out, _ = run(["modprobe", "-c"])
+    return _driver.modprobe_target(out if rc == 0 else "", name)
+
+
+def resolve_module(kernel, module=None):
+    """Which file ``modprobe nvidia`` loads for this kernel: :func:`modinfo` of the modprobe
+    target (``module``, else :func:`modprobe_name`) plus ``kernel`` and ``module``; None
+    when nothing resolves. ``location`` is parse_modinfo's (``dkms`` only under
+    ``/updates/dkms/``)."""
+    module = module or modprobe_name()
+    info = modinfo(module, kernel)
+    return None if info is None else dict(info, kernel=kernel, module=module)
+
+
 def driver(kernel_facts, root="/"):
     loaded = None
     text = read(os.path.join(root, "proc/driver/nvidia/version"))
@@ -384,15 +424,14 @@ def driver(kernel_facts, root="/"):
             loaded = parsers.parse_proc_driver_version(text)
         except ValueError as exc:
             loaded = {"error": str(exc)}
+    # Per target kernel (and the running one): the file `modprobe nvidia` loads.
     modules = {}
-    targets = kernel_facts["with_headers"] or kernel_facts["module_dirs"]
-    for kernel in sorted(set(targets) | {kernel_facts["running"]}):
-        rc, out, _ = run(["modinfo", "-k", kernel, "nvidia"])
-        if rc == 0 and out.strip():
-            try:
-                modules[kernel] = parsers.parse_modinfo(out)
-            except ValueError as exc:
-                modules[kernel] = {"error": str(exc)}
+    module = modprobe_name()
+    kernels_ = set(kernel_facts["targets"]) | {kernel_facts["running"]}
+    for kernel in sorted(kernels_, key=_driver.version_tuple):
+        info = resolve_module(kernel, module)
+        if info is not None:
+            modules[kernel] = info
     dkms = None
     rc, out, _ = run(["dkms", "status"])
     if rc == 0:
@@ -419,72 +458,12 @@ def driver(kernel_facts, root="/"):
 # --- all together ---------------------------------------------------------------------
 
 
-def simulation(root="/"):
-    """The simulated GPU layer, when this host is a lab rig."""
-    profile_path = os.path.join(root, constants.SIMGPU_PROFILE.lstrip("/"))
-    if not os.path.isfile(profile_path):
-        return None
-    import json
-
-    try:
-        with open(profile_path) as handle:
-            profile = json.load(handle)
-        name = profile.get("name")
-    except (OSError, ValueError):
-        name = None
-    return {
-        "profile": name,
-        "profile_path": constants.SIMGPU_PROFILE,
-        "sysfs_root": constants.SIMGPU_SYSFS_ROOT,
-        "nvidia_smi": constants.SIMGPU_TOOL,
-    }
-
-
 def gather(root="/"):
-    sim = simulation(root)
-    real_sys = os.path.join(root, "sys")
-    if sim:
-        gpu_sys = os.path.join(root, constants.SIMGPU_SYSFS_ROOT.lstrip("/"))
-    else:
-        gpu_sys = real_sys
-    gpus = pci_gpus(gpu_sys, simulated=bool(sim))
-    if sim:
-        gpu_view = "simulated"
-    elif gpus:
-        gpu_view = "real"
-    else:
-        gpu_view = "none"
-
-    smi = (
-        nvidia_smi_gpus(constants.SIMGPU_TOOL if sim else "nvidia-smi")
-        if gpus
-        else {"available": False, "error": "no NVIDIA GPU on PCI", "gpus": []}
-    )
-    by_bus = {}
-    for row in smi["gpus"]:
-        try:
-            by_bus[gpudb.normalize_bus_id(str(row.get("pci.bus_id", "")))] = row
-        except ValueError:
-            continue
-    for gpu in gpus:
-        row = by_bus.get(gpu["bus_id"])
-        gpu["smi"] = row
-        if row and row.get("name"):
-            gpu["name"] = row["name"]
-        else:
-            gpu["name"] = (
-                ("NVIDIA " + gpu["model"])
-                if gpu["model"]
-                else "NVIDIA device %s" % gpu["device_id"]
-            )
-        if not gpu["generation"]:
-            gpu["generation"] = gpudb.generation_for_name(gpu["name"])
-
+    gpu_layer = gpulayer.layer(root)
+    pci, smi = read_gpus(gpu_layer)
+    gpus = gpumodel.build(pci, smi["gpus"])
     kern = kernels(root)
     cmdline = kernel_cmdline(root)
-    # On a lab rig the IOMMU is part of the simulated hardware (the container would
-    # otherwise report the lab host's own IOMMU): no simulated groups means "off".
-    iommu_sys = gpu_sys if sim else real_sys
     container = container_kind(root)
     return {
         "schema": FACTS_SCHEMA,
@@ -498,12 +477,13 @@ def gather(root="/"):
         "kernel": kern,
         "secure_boot": secure_boot(root, container),
         "cmdline": cmdline,
-        "iommu": iommu(iommu_sys, cmdline["iommu_flags"], simulated=bool(sim)),
+        "iommu": read_iommu(root, gpu_layer),
         "disk_free_gib": {"/": disk_free_gib("/")},
         "dpkg": dpkg_state(root),
-        "gpu_view": gpu_view,
-        "simulation": sim,
+        "gpu_view": gpulayer.gpu_view(gpu_layer, gpus),
+        "simulation": gpu_layer["simulation"],
         "gpus": gpus,
         "nvidia_smi": {"available": smi["available"], "error": smi["error"]},
         "driver": driver(kern, root),
+        "reboot": reboot.status(root),
     }

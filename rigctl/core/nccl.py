@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 
-from . import constants, hostfacts, parsers
+from . import gpulayer, hostfacts, parsers
 
 CONF_PATH = "/etc/nccl.conf"
 HEADER = "# Managed by rigctl (nccl role): every setting says why it is here. Local edits are " \
@@ -125,7 +125,7 @@ def p2p_decision(p2p_matrix, topo_links=None, flavor=None, error=None):
 def read_p2p(root="/"):
     """Run ``topo -p2p r`` and ``topo -m`` on this rig (the simulated tool on a lab rig) and
     return :func:`p2p_decision`'s inputs: ``(p2p_matrix or None, topo_links or None, error)``."""
-    smi = constants.SIMGPU_TOOL if hostfacts.simulation(root) else "nvidia-smi"
+    smi = gpulayer.layer(root)["nvidia_smi"]
     rc, out, err = hostfacts.run([smi, "topo", "-p2p", "r"])
     if rc != 0:
         text = (err or out).strip().splitlines()

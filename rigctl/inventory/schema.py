@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rigctl.core import cuda as cudalib
+from rigctl.core import driver as driverlib
+from rigctl.core import gpudb
 from rigctl.inventory.catalog import P2P_CATALOG
 
 # The roles that read rig variables, with the one-line description used in their
@@ -65,7 +67,9 @@ POWER_MAX_W = 800
 # Sanity bounds of a GPU core clock lock (each card's own maximum is checked on the host).
 CLOCK_MIN_MHZ = 100
 CLOCK_MAX_MHZ = 4000
-COMPUTE_MODES = ("default", "exclusive_process", "prohibited")
+# rig_compute_mode values: the names of gpudb.COMPUTE_MODES (which also holds what nvidia-smi
+# -c takes and --query-gpu prints for each).
+COMPUTE_MODES = tuple(gpudb.COMPUTE_MODES)
 MAX_GPUS = 16
 
 # The lowest driver each CUDA major release runs on (NVIDIA's CUDA release notes,
@@ -77,43 +81,8 @@ OPEN_MODULE_MIN_DRIVER = "515.43.04"
 
 # --- value formats that a regex does not say well -----------------------------------
 
-_BUS_ID_RE = re.compile(
-    r"^(?:(?P<domain>[0-9a-fA-F]{4}|[0-9a-fA-F]{8}):)?"
-    r"(?P<bus>[0-9a-fA-F]{2}):(?P<dev>[0-9a-fA-F]{2})\.(?P<fn>[0-7])$"
-)
-_UUID_RE = re.compile(
-    r"^GPU-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
-
-
-def parse_gpu_selector(key: Any) -> tuple[str, Any] | None:
-    """A GPU selector as (kind, normalized target), or None when it is none of the forms.
-
-    Kinds: ``index`` (int), ``bus_id`` (``0000:41:00.0``, lower case, 4-digit domain),
-    ``uuid`` (lower case). ``3`` and ``"3"`` are the same target, and so are
-    ``00000000:41:00.0``, ``0000:41:00.0`` and ``41:00.0``.
-    """
-    if isinstance(key, bool):
-        return None
-    if isinstance(key, int):
-        return ("index", key) if key >= 0 else None
-    if not isinstance(key, str):
-        return None
-    text = key.strip()
-    if text.isdigit():
-        return ("index", int(text))
-    m = _BUS_ID_RE.match(text)
-    if m:
-        domain = (m.group("domain") or "0000").lower()
-        if len(domain) == 8:
-            if domain[:4] != "0000":
-                return None
-            domain = domain[4:]
-        bus_id = f"{domain}:{m.group('bus').lower()}:{m.group('dev').lower()}.{m.group('fn')}"
-        return ("bus_id", bus_id)
-    if _UUID_RE.match(text):
-        return ("uuid", text.lower())
-    return None
+# GPU selectors (the keys of the per-GPU override dicts): gpudb.parse_gpu_selector, the
+# parser the GPU facts on the host match them with.
 
 
 def _clock_lock_options() -> tuple:
@@ -156,15 +125,11 @@ def git_url_problem(value: Any) -> tuple[str, str] | None:
     )
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version))
-
-
 def driver_version_problem(value: Any) -> tuple[str, str] | None:
     """(message, fix) for a well-formed driver version that has no open kernel modules."""
     if not isinstance(value, str) or not re.match(DRIVER_VERSION_RE, value):
         return None
-    if version_tuple(value) < version_tuple(OPEN_MODULE_MIN_DRIVER):
+    if driverlib.version_tuple(value) < driverlib.version_tuple(OPEN_MODULE_MIN_DRIVER):
         return (
             f"driver {value} has no open kernel modules (they start with "
             f"{OPEN_MODULE_MIN_DRIVER})",
@@ -214,10 +179,9 @@ _S_POWER = "Power and persistence"
 _S_HOST = "Host checks and changes"
 _S_CUDA = "CUDA"
 _S_NCCL = "NCCL"
-_S_MIRROR = "Mirrors (air-gapped fleets)"
 _S_LAB = "Lab rigs"
 
-SECTIONS = (_S_DRIVER, _S_P2P, _S_POWER, _S_HOST, _S_CUDA, _S_NCCL, _S_MIRROR, _S_LAB)
+SECTIONS = (_S_DRIVER, _S_P2P, _S_POWER, _S_HOST, _S_CUDA, _S_NCCL, _S_LAB)
 
 _SOURCE_HELP = (
     ("cuda-repo", "NVIDIA's CUDA apt repository: it carries every release, so exact "
@@ -727,21 +691,6 @@ VARIABLES: tuple[Field, ...] = (
         section=_S_NCCL,
         example={"NCCL_P2P_LEVEL": "SYS"},
     ),
-    # --- mirrors
-    Field(
-        "rig_apt_mirror_url",
-        "str",
-        "URL of a mirror of the distribution's apt archive (Debian or Ubuntu) for "
-        "air-gapped fleets. Not read by any role yet: the `debian` sources of the driver and "
-        "CUDA roles install from the apt sources already configured on the rig, so point "
-        "those at your mirror (NVIDIA's repository and NCCL have their own mirror URLs).",
-        nullable=True,
-        pattern=APT_URL_RE,
-        format_help="an http://, https:// or file:// URL",
-        roles=("cuda", "nccl"),
-        section=_S_MIRROR,
-        example="http://mirror.example.com/ubuntu/",
-    ),
     # --- lab
     Field(
         "rig_lab_profile",
@@ -760,6 +709,18 @@ VARIABLES: tuple[Field, ...] = (
 
 BY_NAME: dict[str, Field] = {f.name: f for f in VARIABLES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+# Rig variables that were removed, with what to do instead: `rigctl inventory check` warns
+# about each one it finds (it is ignored) and names the replacement.
+REMOVED: dict[str, str] = {
+    "rig_apt_mirror_url": (
+        "no role ever read it. NVIDIA's repository, the CUDA toolkit and NCCL have their own "
+        "mirrors (rig_driver_source/rig_cuda_source/rig_nccl_source: mirror, with "
+        "rig_driver_mirror_url, rig_cuda_mirror_url, rig_nccl_mirror_url); the "
+        "distribution's own archive comes from the apt sources configured on the rig, so "
+        "point those at your mirror"
+    ),
+}
 
 
 def get(name: str) -> Field | None:
@@ -1172,6 +1133,11 @@ def render_docs() -> str:
                              f"{s.driver_version} |")
             lines += ["", "Newer branches of both forks work through `url`/`branch`/`commit`.",
                       ""]
+    if REMOVED:
+        lines += ["## Removed rig variables", "",
+                  "`rigctl inventory check` warns about these and they are ignored.", ""]
+        for name, why in REMOVED.items():
+            lines += [f"- `{name}`: {why}.", ""]
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from rigctl.core import cuda as cudalib
+from rigctl.core import gpudb
 from rigctl.inventory import ansible_vars, schema, yamlpos
 from rigctl.inventory.catalog import P2P_CATALOG
 from rigctl.inventory.loader import Inventory, VarDef
@@ -279,12 +280,12 @@ def _check_free_dict(f: Field, value: dict, pairs, name: str) -> Iterator[Issue]
         if f.key_rule == "gpu_selector":
             raw = _raw(key_node)
             if (yamlpos.is_plain_scalar(key_node) and isinstance(key, float) and raw
-                    and schema.parse_gpu_selector(raw)):
+                    and gpudb.parse_gpu_selector(raw)):
                 yield Issue(f"the key {raw} is read by YAML 1.1 as the base-60 number {key!r}, "
                             "not as a PCI bus id",
                             f'quote it: "{raw}": {_show(sub)}', key_node, f"{name}[{raw!r}]")
                 continue
-            sel = schema.parse_gpu_selector(key)
+            sel = gpudb.parse_gpu_selector(key)
             if sel is None:
                 yield Issue(f"{key!r} is not a GPU index, PCI bus id or UUID",
                             "use an index (0), a bus id (\"0000:41:00.0\") or a UUID "
@@ -396,6 +397,9 @@ class _Checker:
         if f is None:
             if name.startswith("ansible_"):
                 self.connection_near_miss(d)
+            elif name in schema.REMOVED:
+                self.add(d, f"{name} is no longer a rig variable and is ignored",
+                         f"remove it: {schema.REMOVED[name]}", severity="warning")
             elif name.startswith("rig_"):
                 hint = difflib.get_close_matches(name, schema.NAMES, n=1, cutoff=0.6)
                 self.add(d, "unknown rig variable",
@@ -593,7 +597,7 @@ class _Checker:
             d = at(var)
             pairs = _pairs_of(d.node)
             for key in overrides:
-                sel = schema.parse_gpu_selector(key)
+                sel = gpudb.parse_gpu_selector(key)
                 if sel and sel[0] == "index" and sel[1] >= count:
                     key_node = pairs.get(key, (None, None))[0]
                     self.add(d, f"GPU index {sel[1]} does not exist on a rig with "

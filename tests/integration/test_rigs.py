@@ -27,7 +27,7 @@ def test_facts_over_ssh_mark_gpus_simulated(lab2):
         assert all(g["simulated"] for g in facts["gpus"])
         assert {g["name"] for g in facts["gpus"]} == {"NVIDIA GeForce RTX 3090"}
         # The simulated driver answers nvidia-smi; the real facts still say no module is loaded.
-        assert all(g["smi"]["power.limit"] for g in facts["gpus"])
+        assert all(g["driver_visible"] and g["power"]["current_w"] for g in facts["gpus"])
         assert facts["driver"]["loaded"] is None
         assert facts["container"] == "docker"
     # The human view says SIMULATED, never presents these as real hardware.

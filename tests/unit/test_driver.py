@@ -137,12 +137,64 @@ def test_build_log_relevant_lines():
 
 def test_target_kernels_with_and_without_headers():
     facts = {"running": "6.18.44-host", "with_headers": ["6.1.0-50-amd64"],
-             "module_dirs": ["6.1.0-50-amd64"], "images": ["6.1.0-50-amd64", "6.1.0-49-amd64"]}
+             "module_dirs": ["6.1.0-50-amd64", "6.1.0-9-amd64"], "with_modules": ["6.1.0-9-amd64"],
+             "images": ["6.1.0-50-amd64", "6.1.0-49-amd64"]}
     targets, missing = driver.target_kernels(facts)
-    assert targets == ["6.1.0-49-amd64", "6.1.0-50-amd64"]
-    assert missing == ["6.1.0-49-amd64"]
+    # version order (6.1.0-9 before 6.1.0-49), a kernel with modules of its own counts
+    assert targets == ["6.1.0-9-amd64", "6.1.0-49-amd64", "6.1.0-50-amd64"]
+    assert missing == ["6.1.0-9-amd64", "6.1.0-49-amd64"]
     # the running kernel of a container (the host's) is no target
     assert "6.18.44-host" not in targets
+
+
+def test_target_kernels_never_look_at_this_machine(monkeypatch):
+    # The suites run it on the controller: a /lib/modules/K/kernel there says nothing about
+    # the rig. Only the rig's facts (with_modules, gathered on the rig) count.
+    monkeypatch.setattr(driver.os.path, "isdir", lambda path: True)
+    monkeypatch.setattr(driver.os, "listdir", lambda path: ["kernel"])
+    facts = {"running": "6.1.0-50-amd64", "with_headers": [], "images": [],
+             "module_dirs": ["6.1.0-50-amd64"], "with_modules": []}
+    assert driver.target_kernels(facts) == ([], [])
+
+
+def _jinja_value(template, context):
+    import jinja2
+
+    inner = re.fullmatch(r"\s*\{\{(.*)\}\}\s*", template, re.S)
+    assert inner, template
+    return jinja2.Environment().compile_expression(inner.group(1))(**context)
+
+
+def test_the_role_builds_for_the_kernels_the_rig_facts_name(tmp_path):
+    """validate.yml's target kernels and missing headers are rig_facts' (the suite reads the
+    same facts): a kernel with modules of its own but no /boot image and no headers is a
+    target without headers for both, never only for one of them."""
+    import yaml
+
+    from rigctl import paths
+    from rigctl.core import hostfacts
+
+    for rel in ("lib/modules/6.1.0-27-amd64/build/Makefile", "boot/vmlinuz-6.1.0-27-amd64",
+                "lib/modules/6.1.0-26-amd64/kernel/fs/x.ko",
+                "lib/modules/6.1.0-25-amd64/updates/dkms/nvidia.ko"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    kern = hostfacts.kernels(str(tmp_path))
+    assert kern["targets"] == ["6.1.0-26-amd64", "6.1.0-27-amd64"]
+    assert kern["targets_without_headers"] == ["6.1.0-26-amd64"]
+    assert (kern["targets"], kern["targets_without_headers"]) == driver.target_kernels(kern)
+
+    tasks = yaml.safe_load((paths.ansible_dir() / "roles/nvidia_driver/tasks/validate.yml").read_text())
+    task = next(t for t in tasks if "_nv_targets" in (t.get("ansible.builtin.set_fact") or {}))
+    context = {"rig": {"kernel": kern}}
+    for name, value in (task.get("vars") or {}).items():
+        try:
+            context[name] = _jinja_value(value, context)
+        except Exception:  # a var about something else (packages, sources)
+            pass
+    facts = task["ansible.builtin.set_fact"]
+    assert _jinja_value(facts["_nv_targets"], context) == kern["targets"]
+    assert _jinja_value(facts["_nv_missing_headers"], context) == kern["targets_without_headers"]
 
 
 def test_modprobe_target_follows_debian_redirect():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rigctl.core import constants, gpufacts, hostfacts, parsers
+from rigctl.core import constants, gpufacts, gpumodel, hostfacts, parsers
 from rigctl.simgpu import install, load_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,13 +43,13 @@ def sim_facts(tmp_path: Path, profile_name: str, state: dict | None = None) -> d
 
     pci = hostfacts.pci_gpus(str(root / constants.SIMGPU_SYSFS_ROOT.lstrip("/")), simulated=True)
     rows = parsers.parse_query_gpu_csv(
-        smi("--query-gpu=" + ",".join(gpufacts.QUERY_FIELDS), "--format=csv,noheader,nounits"),
-        fields=list(gpufacts.QUERY_FIELDS),
+        smi("--query-gpu=" + ",".join(gpumodel.QUERY_FIELDS), "--format=csv,noheader,nounits"),
+        fields=list(gpumodel.QUERY_FIELDS),
     )
     bar1 = gpufacts.bar1_from_q(smi("-q", "-d", "MEMORY"))
     chipset = gpufacts.chipset_from_p2p(parsers.parse_topo_p2p(smi("topo", "-p2p", "r")))
     devices = parsers.parse_lspci_vv(smi("lspci", tool="rigctl-simgpu"))
-    gpus = gpufacts.merge(pci, rows, bar1, gpufacts.bar1_from_lspci(devices), chipset)
+    gpus = gpumodel.build(pci, rows, bar1, gpufacts.bar1_from_lspci(devices), chipset)
     bridges = [{"bdf": d["bdf"], "bus": d["bus"], "acs_ctl": d["acs_ctl"],
                 "description": d["description"]} for d in devices if d["bus"]]
     iommu = hostfacts.iommu(str(root / constants.SIMGPU_SYSFS_ROOT.lstrip("/")), {})
@@ -92,7 +92,7 @@ def test_merge_without_driver_uses_sysfs_and_lspci(tmp_path):
     pci = [dict(g, link={"gen_current": 4, "gen_max": 4, "width_current": 16, "width_max": 16},
                 model="GeForce RTX 3090", device_id="2204") for g in facts["gpus"]]
     lspci = {g["bus_id"]: 256 for g in facts["gpus"]}
-    gpus = gpufacts.merge(pci, [], {}, lspci, {})
+    gpus = gpumodel.build(pci, [], {}, lspci, {})
     assert all(g["bar1_mib"] == 256 and g["bar1_source"] == "lspci -vv" for g in gpus)
     assert all(g["vram_mib"] == 24576 and g["power"]["current_w"] is None for g in gpus)
     assert all(g["behind_chipset"] is None for g in gpus)
@@ -170,6 +170,19 @@ def test_settings_plan_locks_overrides_compute_mode_and_conf():
     conf = gpufacts.power_conf(power, plan)
     assert "0000:41:00.0 275  # GPU 2" in conf
     assert "0000:41:00.0 clocks 210,1500  # GPU 2" in conf and "0000:41:00.0 compute 3" in conf
+    # what the boot script and the tuning suite read back is exactly the plan
+    read = gpufacts.parse_power_conf(conf)
+    assert read["power"] == {bus: float(w) for bus, w in power["configured"].items()}
+    assert read["clocks"] == {b: c["clocks"] for b, c in plan["configured"].items() if "clocks" in c}
+    assert read["compute"] == {b: c["compute"] for b, c in plan["configured"].items()}
+    assert read["unreadable"] == []
+
+
+def test_power_conf_reader_reports_what_the_boot_script_cannot_apply():
+    read = gpufacts.parse_power_conf("# c\n0000:01:00.0 270.5 # GPU 0\n0000:01:00.0 clocks 210\n"
+                                     "0000:01:00.0 compute x\n\n")
+    assert read["power"] == {"0000:01:00.0": 270.5} and read["clocks"] == {}
+    assert read["unreadable"] == ["0000:01:00.0 clocks 210", "0000:01:00.0 compute x"]
 
 
 def test_settings_plan_removed_setting_restores_defaults():
@@ -243,7 +256,7 @@ def test_locked_clocks_read_from_the_simulated_gpus(tmp_path):
     assert live == {"0000:01:00.0": None, "0000:21:00.0": [210, 1500],
                     "0000:41:00.0": None, "0000:61:00.0": None}
     pci = [dict(g) for g in facts["gpus"]]
-    gpus = gpufacts.merge(pci, [], clock_record={"0000:01:00.0": [210, 1695]}, clock_live=live)
+    gpus = gpumodel.build(pci, [], clock_record={"0000:01:00.0": [210, 1695]}, clock_live=live)
     assert [(g["clocks"]["locked_mhz"], g["clocks"]["locked_source"]) for g in gpus] == [
         (None, "gpu"), ([210, 1500], "gpu"), (None, "gpu"), (None, "gpu")]
     tool("-i", "0000:21:00.0", "-rgc")

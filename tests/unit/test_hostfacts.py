@@ -77,6 +77,8 @@ def test_os_kernels_and_boot(rig_root):
     assert facts["kernel"]["with_headers"] == ["6.1.0-27-amd64"]
     assert facts["kernel"]["module_dirs"] == ["6.1.0-27-amd64", "6.1.0-28-amd64"]
     assert facts["kernel"]["images"] == ["6.1.0-27-amd64"]
+    assert facts["kernel"]["targets"] == ["6.1.0-27-amd64"]
+    assert facts["kernel"]["targets_without_headers"] == []
     assert facts["secure_boot"]["state"] == "enabled"
     assert facts["cmdline"]["iommu_flags"] == {"amd_iommu": "on", "iommu": "pt"}
     assert facts["iommu"]["mode"] == "passthrough"
@@ -89,7 +91,8 @@ def test_gpus_from_pci_real_view(rig_root):
     assert facts["gpu_view"] == "real"
     assert [g["bus_id"] for g in facts["gpus"]] == ["0000:01:00.0", "0000:41:00.0"]
     first, second = facts["gpus"]
-    assert first["model"] == "GeForce RTX 3090" and first["generation"] == "Ampere"
+    assert first["name"] == "NVIDIA GeForce RTX 3090" and first["generation"] == "Ampere"
+    assert first["device_id"] == "2204" and first["driver_visible"] is False
     assert first["link"] == {
         "gen_current": 4,
         "gen_max": 4,
@@ -97,6 +100,8 @@ def test_gpus_from_pci_real_view(rig_root):
         "speed_max_gts": 16.0,
         "width_current": 16,
         "width_max": 16,
+        "device_gen_max": 4,
+        "device_width_max": 16,
     }
     assert second["link"]["gen_current"] == 3 and second["link"]["width_current"] == 4
     assert second["numa_node"] == 1
@@ -135,6 +140,81 @@ def test_loaded_open_driver_from_real_capture(rig_root, captures):
     drv = hostfacts.driver(hostfacts.kernels(str(rig_root)), str(rig_root))
     assert drv["loaded"]["version"] == "595.71.05"
     assert drv["loaded"]["flavor"] == "open"
+
+
+def _modinfo_text(filename, version="535.261.03", license_="Dual MIT/GPL", name="nvidia"):
+    return (f"filename:       {filename}\nversion:        {version}\nlicense:        {license_}\n"
+            f"srcversion:     0123456789ABCDEF0123456\nname:           {name}\n"
+            "vermagic:       6.1.0-27-amd64 SMP preempt mod_unload modversions \n")
+
+
+def fake_tools(monkeypatch, modprobe_c, modules):
+    """hostfacts.run answering `modprobe -c` and `modinfo -k K NAME` (modules: {(K, NAME):
+    filename}); every call is recorded."""
+    calls = []
+
+    def run(argv, timeout=30):
+        calls.append(list(argv))
+        if argv[:2] == ["modprobe", "-c"]:
+            return 0, modprobe_c, ""
+        if argv[0] == "modinfo" and argv[1] == "-k" and (argv[2], argv[3]) in modules:
+            return 0, _modinfo_text(modules[(argv[2], argv[3])]), ""
+        if argv[0] == "modinfo":
+            return 1, "", f"modinfo: ERROR: Module {argv[-1]} not found.\n"
+        return 127, "", f"{argv[0]}: not found"
+
+    monkeypatch.setattr(hostfacts, "run", run)
+    return calls
+
+
+def test_target_kernels_are_worked_out_on_the_rig(rig_root):
+    put(rig_root, "lib/modules/6.1.0-9-amd64/kernel/drivers/x.ko")  # modules, no image/headers
+    put(rig_root, "lib/modules/6.1.0-26-amd64/updates/dkms/nvidia.ko")  # what DKMS left behind
+    kern = hostfacts.kernels(str(rig_root))
+    assert kern["with_modules"] == ["6.1.0-9-amd64"]
+    assert kern["targets"] == ["6.1.0-9-amd64", "6.1.0-27-amd64"]
+    assert kern["targets_without_headers"] == ["6.1.0-9-amd64"]
+
+
+def test_module_facts_follow_debians_modprobe_redirect(rig_root, monkeypatch):
+    kernel = "6.1.0-27-amd64"
+    calls = fake_tools(
+        monkeypatch,
+        "install nvidia modprobe -i nvidia-current-open $CMDLINE_OPTS\n",
+        {(kernel, "nvidia-current-open"):
+         f"/lib/modules/{kernel}/updates/dkms/nvidia-current-open.ko"},
+    )
+    drv = hostfacts.driver(hostfacts.kernels(str(rig_root)), str(rig_root))
+    mod = drv["modules"][kernel]
+    assert mod["module"] == "nvidia-current-open" and mod["kernel"] == kernel
+    assert mod["version"] == "535.261.03" and mod["flavor"] == "open"
+    assert mod["location"] == "dkms"
+    assert ["modinfo", "-k", kernel, "nvidia"] not in calls
+    assert sum(c[:2] == ["modprobe", "-c"] for c in calls) == 1  # once, not per kernel
+
+
+@pytest.mark.parametrize(
+    ("filename", "location"),
+    [
+        ("/lib/modules/K/updates/dkms/nvidia.ko", "dkms"),
+        ("/lib/modules/K/updates/dkms/nvidia.ko.xz", "dkms"),
+        # copied there by hand or by another installer: not a DKMS build
+        ("/lib/modules/K/updates/nvidia.ko", "updates"),
+        ("/lib/modules/K/kernel/drivers/video/nvidia.ko", "kernel"),
+        ("/lib/modules/K/extra/nvidia.ko", "other"),
+    ],
+)
+def test_resolved_module_location_is_dkms_only_under_updates_dkms(monkeypatch, filename, location):
+    fake_tools(monkeypatch, "", {("K", "nvidia"): filename})
+    info = hostfacts.resolve_module("K")
+    assert info["filename"] == filename and info["module"] == "nvidia"
+    assert info["location"] == location
+
+
+def test_resolve_module_when_nothing_resolves(monkeypatch):
+    fake_tools(monkeypatch, "", {})
+    assert hostfacts.resolve_module("6.1.0-27-amd64") is None
+    assert hostfacts.modinfo("/nonexistent.ko") is None
 
 
 def test_simulated_gpus_are_reported_as_simulated(rig_root):

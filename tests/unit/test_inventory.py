@@ -568,13 +568,25 @@ def test_vault_values_parse_and_are_not_checked(in_tmp):
         ansible_become_password: !vault |
           $ANSIBLE_VAULT;1.1;AES256
           6162636465
-        rig_apt_mirror_url: !vault |
+        rig_cuda_mirror_url: !vault |
           $ANSIBLE_VAULT;1.1;AES256
           6162636465
         """)
     rc, out, _ = check_text(text)
     assert rc == 0, out
-    assert "rig_apt_mirror_url: the value uses !vault-encrypted" in out
+    assert "rig_cuda_mirror_url: the value uses !vault-encrypted" in out
+
+
+def test_removed_variable_warns_names_the_replacements_and_is_ignored(in_tmp):
+    text = one_rig(host_vars="""\
+        rig_apt_mirror_url: http://mirror.example.com/ubuntu/
+        """)
+    rc, out, _ = check_text(text)
+    assert rc == 0, out
+    assert f"hosts.yml:{line_of(text, 'rig_apt_mirror_url')}:" in out
+    assert "rig_apt_mirror_url is no longer a rig variable and is ignored" in out
+    assert "rig_cuda_mirror_url" in out and "rig_nccl_mirror_url" in out
+    assert "unknown rig variable" not in out
 
 
 # --- rules between variables ----------------------------------------------------------------

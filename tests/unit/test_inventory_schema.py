@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from rigctl import inventory as inv_mod
+from rigctl.core import gpudb
 from rigctl.inventory import schema
 from rigctl.inventory.catalog import P2P_CATALOG
 from rigctl.inventory.validate import check_value
@@ -79,13 +80,46 @@ def test_patterns_from_the_brief():
 
 
 def test_gpu_selectors():
-    p = schema.parse_gpu_selector
+    p = gpudb.parse_gpu_selector
     assert p(0) == p("0") == ("index", 0)
     assert p("0000:41:00.0") == p("00000000:41:00.0") == p("41:00.0") == ("bus_id", "0000:41:00.0")
     assert p("0000:C1:00.0") == ("bus_id", "0000:c1:00.0")
     assert p("GPU-5A4B3C2D-1E0F-4A9B-8C7D-6E5F4A3B2C1D")[0] == "uuid"
     for bad in ("gpu0", -1, True, "0000:41:00", "GPU-123", 1.5):
         assert p(bad) is None, bad
+
+
+def test_gpu_selectors_keep_pci_domains_other_than_0000():
+    # Multi-segment EPYC boards put GPUs in domains 0001, 0002, ...; Intel VMD from 10000.
+    # The schema used to reject 8-digit domains past 0000 and the host side cut every
+    # domain to its last 4 digits (00010000 -> 0000): one parser now, in rigctl.core.
+    p = gpudb.parse_gpu_selector
+    assert p("0001:41:00.0") == p("00000001:41:00.0") == ("bus_id", "0001:41:00.0")
+    assert p("00010000:41:00.0") == p("10000:41:00.0") == ("bus_id", "10000:41:00.0")
+    assert p("00010000:41:00.0") != p("0000:41:00.0")
+    assert gpudb.normalize_bus_id("00010000:C1:00.0") == "10000:c1:00.0"
+
+
+def test_inventory_and_host_read_selectors_alike():
+    """Every key the inventory check accepts names the GPU the host side picks, and a key
+    it refuses names none there (the host matches with the same parser)."""
+    gpus = [{"index": 0, "bus_id": "0000:41:00.0", "uuid": "GPU-5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"},
+            {"index": 1, "bus_id": "0001:41:00.0", "uuid": None},
+            {"index": 2, "bus_id": "10000:41:00.0", "uuid": None}]
+    cases = {"0": 0, 1: 1, "41:00.0": 0, "00000000:41:00.0": 0, "00000001:41:00.0": 1,
+             "0001:41:00.0": 1, "00010000:41:00.0": 2, "10000:41:00.0": 2,
+             "GPU-5A4B3C2D-1E0F-4A9B-8C7D-6E5F4A3B2C1D": 0}
+    for key, index in cases.items():
+        assert gpudb.parse_gpu_selector(key) is not None, key
+        assert gpudb.select_gpu(gpus, key)["index"] == index, key
+    for key in ("1:00.0", "0000:41:00", "GPU-123", "gpu0", -1, True):
+        assert gpudb.parse_gpu_selector(key) is None, key
+        assert gpudb.select_gpu(gpus, key) is None, key
+
+
+def test_compute_modes_one_table():
+    assert schema.COMPUTE_MODES == tuple(gpudb.COMPUTE_MODES)
+    assert schema.get("rig_compute_mode").choices == schema.COMPUTE_MODES
 
 
 def test_catalog_entries_are_pinned_and_consistent():

@@ -33,30 +33,24 @@ def provenance(host) -> dict | None:
 
 @pytest.fixture
 def targets(rig_facts) -> list[str]:
-    return driver.target_kernels(rig_facts["kernel"])[0]
+    """The kernels the driver must cover, as the rig itself determined them (rig_facts:
+    driver.target_kernels evaluated on the rig, never on this machine)."""
+    return rig_facts["kernel"]["targets"]
 
 
 @pytest.fixture
-def resolved(host, targets) -> dict:
-    """Per target kernel: which module `modprobe nvidia` loads and its modinfo fields."""
-    with host.sudo():
-        config = host.run("modprobe -c").stdout
-    name = driver.modprobe_target(config)
-    out = {}
-    for k in targets:
-        with host.sudo():
-            r = host.run("modinfo -k %s %s", k, name)
-        info = {"name": name, "filename": None, "version": None, "license": None}
-        for line in r.stdout.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in info and info[key.strip()] is None:
-                info[key.strip()] = value.strip()
-        out[k] = info
-    return out
+def resolved(rig_facts, targets) -> dict:
+    """Per target kernel: which module `modprobe nvidia` loads (``module``, Debian's
+    redirect followed) and its modinfo fields, as rig_facts read them
+    (hostfacts.resolve_module); ``filename`` None where nothing resolves."""
+    modules = rig_facts["driver"]["modules"]
+    blank = dict.fromkeys(("module", "filename", "version", "license", "flavor", "location"))
+    return {k: dict(blank, **(modules.get(k) or {})) for k in targets}
 
 
 def test_driver_target_kernels_have_headers(rig_facts, want):
-    targets, missing = driver.target_kernels(rig_facts["kernel"])
+    targets = rig_facts["kernel"]["targets"]
+    missing = rig_facts["kernel"]["targets_without_headers"]
     expect(
         bool(targets) and not missing,
         "every target kernel has headers (DKMS rebuilds the module for it)",
@@ -91,7 +85,7 @@ def test_driver_module_resolves_for_every_target_kernel(resolved, want):
 
 def test_driver_module_is_the_open_module(resolved, want):
     expect(
-        all(v["license"] == "Dual MIT/GPL" for v in resolved.values()),
+        all(v["flavor"] == "open" for v in resolved.values()),
         "the module is NVIDIA's open kernel module (license Dual MIT/GPL)",
         expected="Dual MIT/GPL",
         found={k: v["license"] for k, v in resolved.items()},
@@ -102,12 +96,12 @@ def test_driver_module_is_the_open_module(resolved, want):
 def test_driver_module_flavor(resolved, provenance, want):
     flavor = want["rig_driver_flavor"]
     if flavor == "p2p":
-        ok = all(v["name"] == "nvidia" and "/updates/dkms/nvidia.ko" in (v["filename"] or "")
+        ok = all(v["module"] == "nvidia" and v["location"] == "dkms"
+                 and "/updates/dkms/nvidia.ko" in (v["filename"] or "")
                  for v in resolved.values())
         expected = "the patched module nvidia.ko from DKMS (nvidia-p2p), no stock module shadowing it"
     else:
-        ok = all((v["filename"] or "") and "/updates/dkms/" in v["filename"]
-                 for v in resolved.values())
+        ok = all(v["location"] == "dkms" for v in resolved.values())
         expected = "the stock open module built by DKMS"
     expect(
         ok and (provenance or {}).get("flavor") == flavor,

@@ -121,7 +121,7 @@ def test_gpus_visible_to_driver(host, rig_facts):
     skip_unless_real_gpu(rig_facts, "comparing PCI with nvidia-smi")
     if not rig_facts["driver"]["loaded"]:
         pytest.skip("no NVIDIA driver loaded yet (the driver role installs it)")
-    seen = [g for g in rig_facts["gpus"] if g.get("smi")]
+    seen = [g for g in rig_facts["gpus"] if g["driver_visible"]]
     expect(
         len(seen) == len(rig_facts["gpus"]),
         "every GPU on PCI is visible to the driver",

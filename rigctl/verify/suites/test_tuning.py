@@ -82,18 +82,10 @@ def test_power_limit_applied(gpu_facts):
 
 
 def _boot_conf(host):
-    """What the boot unit's file lists: ({bus: watts}, {bus: [min, max]}, {bus: -c number})."""
+    """Whether the boot unit's file exists and what it lists (gpufacts.parse_power_conf:
+    power, clocks, compute, unreadable lines)."""
     conf = host.file(gpufacts.POWER_CONF)
-    power, clocks, compute = {}, {}, {}
-    for line in conf.content_string.splitlines() if conf.exists else []:
-        parts = line.split("#")[0].split()
-        if len(parts) == 2:
-            power[parts[0]] = float(parts[1])
-        elif len(parts) == 3 and parts[1] == "clocks":
-            clocks[parts[0]] = [int(x) for x in parts[2].split(",")]
-        elif len(parts) == 3 and parts[1] == "compute":
-            compute[parts[0]] = int(parts[2])
-    return conf.exists, power, clocks, compute
+    return conf.exists, gpufacts.parse_power_conf(conf.content_string if conf.exists else "")
 
 
 def _boot_settings(gpu_facts):
@@ -105,7 +97,8 @@ def test_power_limit_unit_enabled(host, gpu_facts):
     plan = gpu_facts["rig_gpu_power_plan"]
     settings = gpu_facts["rig_gpu_settings_plan"]
     unit = gpu_facts["rig_gpus"]["power_unit"]  # systemctl show (testinfra raises on no unit)
-    exists, power, clocks, compute = _boot_conf(host)
+    exists, read = _boot_conf(host)
+    power, clocks, compute = read["power"], read["clocks"], read["compute"]
     if not _boot_settings(gpu_facts):
         expect(not exists and not unit["present"],
                "no power limit, clock lock or compute mode configured: no boot unit (cards at "
@@ -116,11 +109,13 @@ def test_power_limit_unit_enabled(host, gpu_facts):
     want = {bus: float(w) for bus, w in plan["configured"].items()}
     want_clocks = {bus: c["clocks"] for bus, c in settings["configured"].items() if "clocks" in c}
     want_compute = {bus: c["compute"] for bus, c in settings["configured"].items() if "compute" in c}
-    expect(unit["enabled"] and (power, clocks, compute) == (want, want_clocks, want_compute),
+    expect(unit["enabled"] and (power, clocks, compute) == (want, want_clocks, want_compute)
+           and not read["unreadable"],
            f"{gpufacts.POWER_UNIT} enabled and {gpufacts.POWER_CONF} lists every configured "
            "power limit, clock lock and compute mode",
            expected=f"enabled, {want}, clocks {want_clocks}, compute {want_compute}",
-           found=f"enabled={unit['enabled']}, {power}, clocks {clocks}, compute {compute}",
+           found=f"enabled={unit['enabled']}, {power}, clocks {clocks}, compute {compute}"
+           + (f", unreadable lines {read['unreadable']}" if read["unreadable"] else ""),
            fix="run `rigctl provision host HOST` (role gpu_tuning)")
 
 
