@@ -33,19 +33,7 @@ def provision_host(ctx, name, inventory, limit, check, diff, verbose, as_json):
             f"'provision host' takes one host name, {name!r} selects {len(selected)} hosts",
             fix="name a single host, or use a group with a fleet command",
         )
-    result = _run.run(
-        "provision.yml",
-        paths,
-        selected,
-        check=check,
-        diff=diff,
-        verbose=verbose,
-        as_json=as_json,
-        title=f"provision {name}",
-        kind="provision",
-        inv=_inv,
-    )
-    ctx.exit(_run.exit_code(result))
+    _provision(ctx, paths, _inv, selected, f"provision {name}", check, diff, verbose, as_json)
 
 
 @provision.command("fleet")
@@ -55,6 +43,12 @@ def provision_fleet(ctx, inventory, limit, check, diff, verbose, as_json):
     """Provision every rig of the inventory's `rigs` group (narrowed by --limit) in one
     run: the rigs converge in parallel (Ansible forks), e.g. their driver builds."""
     paths, _inv, selected = _run.select_hosts(inventory, (), limit)
+    _provision(ctx, paths, _inv, selected, f"provision {', '.join(selected)}", check, diff, verbose,
+               as_json)
+
+
+def _provision(ctx, paths, inv, selected, title, check, diff, verbose, as_json):
+    """Run playbooks/provision.yml on the selected rigs and exit with its result."""
     result = _run.run(
         "provision.yml",
         paths,
@@ -63,8 +57,8 @@ def provision_fleet(ctx, inventory, limit, check, diff, verbose, as_json):
         diff=diff,
         verbose=verbose,
         as_json=as_json,
-        title=f"provision {', '.join(selected)}",
+        title=title,
         kind="provision",
-        inv=_inv,
+        inv=inv,
     )
     ctx.exit(_run.exit_code(result))
