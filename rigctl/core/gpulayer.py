@@ -12,6 +12,10 @@ import json
 import os
 
 from . import constants
+from .probe import PROBE_BINARY_PATH
+
+# The kernel log since boot, as the health checks read it (Xid and AER lines).
+KERNEL_LOG_ARGV = ["journalctl", "-k", "-b", "--no-pager", "-o", "short-iso"]
 
 
 def _under(root, path):
@@ -44,7 +48,11 @@ def layer(root="/"):
     :func:`simulation`), ``sys_root`` (the sysfs tree of the GPUs and of their IOMMU groups,
     under ``root``: the simulated one on a lab rig), ``nvidia_smi`` (the program to run as
     nvidia-smi), ``lspci`` (the argv of ``lspci -vv -D -nn`` or the simulated layer's view
-    of it), ``simgpu_tool`` (the simulated layer's own tool, None on a real rig)."""
+    of it), ``kernel_log`` (the argv printing the kernel log since boot: ``journalctl -k -b
+    --no-pager -o short-iso``, or the simulated layer's kernel messages in that format),
+    ``probe`` (the argv of the rig probe: :data:`rigctl.core.probe.PROBE_BINARY_PATH`, or the
+    simulated layer's modelled probe; options such as ``--size-mib`` go after it),
+    ``simgpu_tool`` (the simulated layer's own tool, None on a real rig)."""
     sim = simulation(root)
     if sim:
         return {
@@ -53,6 +61,8 @@ def layer(root="/"):
             "sys_root": _under(root, constants.SIMGPU_SYSFS_ROOT),
             "nvidia_smi": constants.SIMGPU_TOOL,
             "lspci": [constants.SIMGPU_TOOL, "lspci"],
+            "kernel_log": [constants.SIMGPU_TOOL, "kernel-log"],
+            "probe": [constants.SIMGPU_TOOL, "probe"],
             "simgpu_tool": constants.SIMGPU_TOOL,
         }
     return {
@@ -61,6 +71,8 @@ def layer(root="/"):
         "sys_root": os.path.join(root, "sys"),
         "nvidia_smi": "nvidia-smi",
         "lspci": ["lspci", "-vv", "-D", "-nn"],
+        "kernel_log": list(KERNEL_LOG_ARGV),
+        "probe": [PROBE_BINARY_PATH],
         "simgpu_tool": None,
     }
 

@@ -1,24 +1,29 @@
 """What goes into a lab rig for its simulated GPUs: a pure list of files.
 
 :func:`files_for_profile` returns ``(absolute path in the container, content, mode)`` for
-the simulator (``/usr/local/bin/nvidia-smi`` and ``/usr/local/bin/rigctl-simgpu``), the
+the simulator (``/usr/local/bin/nvidia-smi`` and ``/usr/local/bin/rigctl-simgpu``: one
+runnable file, a zip archive of the :mod:`rigctl.simgpu.tool` package built by
+:func:`simulator_script`), the
 profile (``/etc/rigctl-simgpu/profile.json``: also the marker that makes every reader say
 "simulated"), the lab's ``nvidia-persistenced.service`` (which runs the simulator: the
 real daemon needs a driver) and a sysfs-shaped tree of the simulated PCI devices under
-``/var/lib/rigctl-simgpu/sys/bus/pci/devices/<bdf>/`` (plus ``kernel/iommu_groups`` for
-profiles with a simulated IOMMU). The lab writes them into the
+``/var/lib/rigctl-simgpu/sys/bus/pci/devices/<bdf>/`` (GPUs and the bridges above them, with
+AER counters; plus ``kernel/iommu_groups`` for profiles with a simulated IOMMU). The lab writes them into the
 container (tar stream through ``docker cp``); nothing here touches a container.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from rigctl.core import constants
 from rigctl.simgpu import list_profiles, load_profile
-from rigctl.simgpu.nvidia_smi import sysfs_bdf
+from rigctl.simgpu.tool import sysfs as tool_sysfs
 
 __all__ = [
     "NVIDIA_SMI_PATH",
@@ -33,14 +38,34 @@ __all__ = [
 
 # Ahead of /usr/bin on PATH: shadows a real nvidia-smi that a role may have installed.
 NVIDIA_SMI_PATH = "/usr/local/bin/nvidia-smi"
-SIMULATOR_SOURCE = Path(__file__).resolve().parent / "nvidia_smi.py"
+# The simulator package. `python3 SIMULATOR_SOURCE` runs it from a checkout (its
+# __main__.py); rigs get it as one file, simulator_script().
+SIMULATOR_SOURCE = Path(__file__).resolve().parent / "tool"
+# The package's name inside the archive (its modules import each other relatively).
+ARCHIVE_PACKAGE = "rigctl_simgpu"
+SHEBANG = b"#!/usr/bin/python3\n"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
-_SYSFS_SPEED = {1: "2.5", 2: "5.0", 3: "8.0", 4: "16.0", 5: "32.0", 6: "64.0"}
+
+def _archive_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    zf.writestr(info, data)
 
 
+@functools.lru_cache(maxsize=1)
 def simulator_script() -> bytes:
-    """The simulator script, as installed (both names)."""
-    return SIMULATOR_SOURCE.read_bytes()
+    """The simulator as installed (both names): a zipapp, ``#!/usr/bin/python3`` then a zip
+    archive holding ``__main__.py`` and the package as ``rigctl_simgpu/``. Standard library
+    only; the same bytes for the same sources (fixed member dates and order)."""
+    buf = io.BytesIO()
+    buf.write(SHEBANG)
+    with zipfile.ZipFile(buf, "w") as zf:
+        _archive_member(zf, "__main__.py", (SIMULATOR_SOURCE / "__main__.py").read_bytes())
+        for source in sorted(SIMULATOR_SOURCE.glob("*.py")):
+            _archive_member(zf, f"{ARCHIVE_PACKAGE}/{source.name}", source.read_bytes())
+    return buf.getvalue()
 
 
 def profile_json(profile: str | dict[str, Any]) -> bytes:
@@ -52,40 +77,21 @@ def profile_json(profile: str | dict[str, Any]) -> bytes:
 def _resolve(profile: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(profile, dict):
         from rigctl.simgpu import validate_profile
-        from rigctl.simgpu.nvidia_smi import apply_defaults
+        from rigctl.simgpu.tool.profile import apply_defaults
 
         validate_profile(profile, str(profile.get("name", "?")))
         return apply_defaults(profile)
     return load_profile(profile)
 
 
-def _link_speed(gen: int) -> bytes:
-    return f"{_SYSFS_SPEED[int(gen)]} GT/s PCIe\n".encode()
-
-
 def sysfs_files(profile: str | dict[str, Any]) -> list[tuple[str, bytes, int]]:
-    """The simulated ``/sys/bus/pci/devices/<bdf>/`` files of every GPU, under
-    ``constants.SIMGPU_SYSFS_ROOT``. ``max_link_*`` are what the card itself supports
-    (like real sysfs: the device's LnkCap), ``current_link_*`` what the link trained at."""
+    """The simulated ``/sys/bus/pci/devices/<bdf>/`` files of every GPU and of the bridges
+    above them, under ``constants.SIMGPU_SYSFS_ROOT`` (:mod:`rigctl.simgpu.tool.sysfs`).
+    ``max_link_*`` are what the device itself supports (like real sysfs: the device's
+    LnkCap), ``current_link_*`` what the link trained at; ``aer_dev_*`` count the profile's
+    AER faults; bridges have ``secondary_bus_number``/``subordinate_bus_number``."""
     data = _resolve(profile)
-    files = []
-    for gpu in data["gpus"]:
-        base = f"{constants.SIMGPU_SYSFS_ROOT}/bus/pci/devices/{sysfs_bdf(gpu['bus_id'])}"
-        subsystem = gpu["subsystem_id"][2:].lower()
-        entries = {
-            "vendor": f"0x{constants.NVIDIA_PCI_VENDOR}\n",
-            "device": f"0x{gpu['pci_device_id'][2:].lower()}\n",
-            "class": "0x030000\n",
-            "subsystem_vendor": f"0x{subsystem[4:]}\n",
-            "subsystem_device": f"0x{subsystem[:4]}\n",
-            "current_link_speed": _link_speed(gpu["link_gen_current"]).decode(),
-            "current_link_width": f"{gpu['link_width_current']}\n",
-            "max_link_speed": _link_speed(gpu["device_gen_max"]).decode(),
-            "max_link_width": f"{gpu['device_width_max']}\n",
-            "numa_node": f"{gpu['numa_node']}\n",
-        }
-        for name, content in entries.items():
-            files.append((f"{base}/{name}", content.encode(), 0o444))
+    files = tool_sysfs.sysfs_files(data, constants.SIMGPU_SYSFS_ROOT)
     # Simulated IOMMU: one group per GPU, typed like the kernel's (identity in passthrough,
     # DMA-FQ when translating). No groups directory at all means the IOMMU is off.
     group_type = {"passthrough": "identity\n", "translated": "DMA-FQ\n"}.get(data.get("iommu", "off"))
@@ -120,6 +126,30 @@ WantedBy=multi-user.target
 """
 
 
+# What systemd-tmpfiles does at every boot of a lab rig: /run is a tmpfs, so the state
+# directory and the world-writable (sticky) load flag directory are made again (the
+# simulated probe, like the real one, runs as any user); the AER counters, which the kernel
+# starts from zero at boot, go back to the profile's (run-time faults are gone).
+TMPFILES_PATH = "/usr/lib/tmpfiles.d/rigctl-simgpu.conf"
+
+
+def _tmpfiles_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def tmpfiles_text(profile: str | dict[str, Any]) -> str:
+    data = _resolve(profile)
+    lines = [
+        "# rigctl lab rig: runtime state of the SIMULATED GPU layer (lost at reboot, like the driver's)",
+        f"d {constants.SIMGPU_STATE_DIR} 0755 root root -",
+        f"d {constants.SIMGPU_STATE_DIR}/load 1777 root root -",
+    ]
+    for path, content, _mode in tool_sysfs.sysfs_files(data, constants.SIMGPU_SYSFS_ROOT):
+        if path.rsplit("/", 1)[1].startswith("aer_"):
+            lines.append(f"f+ {path} 0444 root root - {_tmpfiles_escape(content.decode())}")
+    return "\n".join(lines) + "\n"
+
+
 def files_for_profile(profile: str | dict[str, Any]) -> list[tuple[str, bytes, int]]:
     """Every file of the simulated GPU layer for a profile (name or profile dict):
     ``(absolute destination path, content, mode)``."""
@@ -130,6 +160,7 @@ def files_for_profile(profile: str | dict[str, Any]) -> list[tuple[str, bytes, i
         (constants.SIMGPU_TOOL, script, 0o755),
         (constants.SIMGPU_PROFILE, profile_json(data), 0o644),
         (PERSISTENCED_UNIT_PATH, PERSISTENCED_UNIT.encode(), 0o644),
+        (TMPFILES_PATH, tmpfiles_text(data).encode(), 0o644),
     ]
     files.extend(sysfs_files(data))
     return files

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rigctl.core import constants, gpufacts, gpulayer, gpumodel, hostfacts
+from rigctl.core import constants, gpufacts, gpulayer, gpumodel, hostfacts, probe
 
 from .test_hostfacts import pci_device, put
 
@@ -39,6 +39,17 @@ def test_layer_real_and_simulated(tmp_path, lab_root):
     assert lab["nvidia_smi"] == constants.SIMGPU_TOOL
     assert lab["lspci"][0] == constants.SIMGPU_TOOL
     assert lab["sys_root"] == str(lab_root / constants.SIMGPU_SYSFS_ROOT.lstrip("/"))
+
+
+def test_layer_kernel_log_and_probe(tmp_path, lab_root):
+    """The kernel log since boot and the rig probe: the real commands, or the simulated
+    layer's (same output formats, see tests/unit/test_simgpu_health.py)."""
+    real = gpulayer.layer(str(tmp_path / "nothing"))
+    assert real["kernel_log"] == ["journalctl", "-k", "-b", "--no-pager", "-o", "short-iso"]
+    assert real["probe"] == [probe.PROBE_BINARY_PATH]
+    lab = gpulayer.layer(str(lab_root))
+    assert lab["kernel_log"] == [constants.SIMGPU_TOOL, "kernel-log"]
+    assert lab["probe"] == [constants.SIMGPU_TOOL, "probe"]
 
 
 def test_unreadable_profile_is_still_a_lab_rig(tmp_path):

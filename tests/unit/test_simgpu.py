@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import ast
 import copy
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from rigctl.core import constants, parsers
-from rigctl.simgpu import install, list_profiles, load_profile, nvidia_smi, validate_profile
+from rigctl.simgpu import install, list_profiles, load_profile, validate_profile
+from rigctl.simgpu import tool as simtool
+from rigctl.simgpu.tool import profile as simprofile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from captures import read_capture  # noqa: E402
 
-SCRIPT = Path(nvidia_smi.__file__).resolve()
+# The simulator as rigs get it: one zipapp file (written once per session, see `_archive`).
+SCRIPT = Path("/nonexistent/rigctl-simgpu")
 MIB = 2**20
 
 REQUIRED_PROFILES = {
@@ -85,6 +90,15 @@ class Sim:
     def query(self, fields=CSV_FIELDS, extra=()) -> list[dict]:
         out = self.ok("--query-gpu=" + ",".join(fields), "--format=csv", *extra)
         return parsers.parse_query_gpu_csv(out)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _archive(tmp_path_factory):
+    global SCRIPT
+    SCRIPT = tmp_path_factory.mktemp("simgpu") / "rigctl-simgpu-archive"
+    SCRIPT.write_bytes(install.simulator_script())
+    SCRIPT.chmod(0o755)
+    return SCRIPT
 
 
 @pytest.fixture
@@ -443,7 +457,7 @@ def test_lspci_view_parses_like_lspci(sim):
         (above,) = [b for b in bridges if b["bus"]["secondary"] <= bus <= b["bus"]["subordinate"]]
         assert above["acs_ctl"]["ReqRedir"] is False and above["acs_ctl"]["CmpltRedir"] is False
     for dev, gpu in zip(devices, rig.profile["gpus"], strict=True):
-        assert dev["bdf"] == nvidia_smi.sysfs_bdf(gpu["bus_id"])
+        assert dev["bdf"] == simprofile.sysfs_bdf(gpu["bus_id"])
         assert dev["class"] == "VGA compatible controller" and dev["class_id"] == "0300"
         assert (dev["vendor_id"], dev["device_id"]) == ("10de", "2204")
         assert dev["description"] == "NVIDIA Corporation GA102 [GeForce RTX 3090]"
@@ -713,7 +727,7 @@ def test_bad_field_is_the_real_error(sim):
 @pytest.mark.parametrize(
     "args",
     [("-x",), ("-q", "-d", "ECC"), ("topo", "-mp"), ("--query-gpu=index", "--format=xml"),
-     ("-lmc", "405,9751"), ("nvlink", "-s")],
+     ("-lmc", "405,9751"), ("nvlink", "-c")],
 )
 def test_unsupported_options_say_simulator(sim, args):
     result = sim().run(*args)
@@ -756,23 +770,33 @@ def test_script_runs_through_its_shebang(tmp_path):
 
 
 def test_script_is_standalone_stdlib():
-    source = SCRIPT.read_text()
-    assert source.startswith("#!/usr/bin/python3\n")
+    """One file: the shebang, then a zip archive of the package; every module imports only
+    the standard library and its siblings (relative imports), in Python 3.9 syntax."""
+    data = SCRIPT.read_bytes()
+    assert data.startswith(b"#!/usr/bin/python3\n")
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+        sources = {name: zf.read(name).decode() for name in names}
+    assert "__main__.py" in names
+    assert {n.split("/", 1)[1] for n in names if "/" in n} == {
+        p.name for p in install.SIMULATOR_SOURCE.glob("*.py")}
     modules = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            modules.add((node.module or "").split(".")[0])
+    for name, source in sources.items():
+        for node in ast.walk(ast.parse(source, filename=name, feature_version=(3, 9))):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules.add((node.module or "").split(".")[0])
     assert "rigctl" not in modules
-    assert modules <= set(sys.stdlib_module_names)
+    assert modules - {install.ARCHIVE_PACKAGE} <= set(sys.stdlib_module_names)
+    assert install.simulator_script() == data  # the same bytes every time
 
 
 def test_script_paths_match_constants():
-    assert nvidia_smi.PROFILE_PATH == constants.SIMGPU_PROFILE
-    assert nvidia_smi.STATE_DIR == constants.SIMGPU_STATE_DIR
-    assert nvidia_smi.SYSFS_ROOT == constants.SIMGPU_SYSFS_ROOT
-    assert nvidia_smi.TOOL_PATH == constants.SIMGPU_TOOL
+    assert simtool.PROFILE_PATH == constants.SIMGPU_PROFILE
+    assert simtool.STATE_DIR == constants.SIMGPU_STATE_DIR
+    assert simtool.SYSFS_ROOT == constants.SIMGPU_SYSFS_ROOT
+    assert simtool.TOOL_PATH == constants.SIMGPU_TOOL
 
 
 # --- install file list ----------------------------------------------------------------
@@ -791,7 +815,7 @@ def test_files_for_profile(name):
     assert profile == load_profile(name)
     assert by_path[constants.SIMGPU_PROFILE][1] == 0o644
     for gpu in profile["gpus"]:
-        base = f"{constants.SIMGPU_SYSFS_ROOT}/bus/pci/devices/{nvidia_smi.sysfs_bdf(gpu['bus_id'])}/"
+        base = f"{constants.SIMGPU_SYSFS_ROOT}/bus/pci/devices/{simprofile.sysfs_bdf(gpu['bus_id'])}/"
         read = lambda f, base=base: by_path[base + f][0].decode()  # noqa: E731
         assert read("vendor") == "0x10de\n"
         assert read("device") == f"0x{gpu['pci_device_id'][2:].lower()}\n"
