@@ -7,7 +7,18 @@ The API the commands use before running anything::
     inv, hosts = require_valid(paths, limit)   # load + check + select; exit 2 on errors
 
 None of this contacts a host or imports Ansible. The submodules are imported on first use
-(so ``python -m rigctl.inventory.schema`` runs without importing the rest twice).
+(so ``python -m rigctl.inventory.generate`` runs without importing the rest twice):
+
+- schema.py: the rig variables (the ``Field`` list), their types and formats; formats.py:
+  value rules a pattern cannot say; ansible_vars.py: Ansible's connection variables;
+- argspecs.py, docs.py: the files generated from the schema (roles' argument specs,
+  docs/inventory.md), written and checked by ``python -m rigctl.inventory.generate``;
+- loader.py: reading inventories like Ansible (yamlinventory.py: the files, varsfiles.py:
+  group_vars/host_vars, hostpatterns.py: ranges, ports, limits) into model.py's Inventory
+  (groups, precedence, ``select``); yamlpos.py: YAML with line numbers;
+- values.py: one value against its field; validate.py: the whole check (definitions,
+  groups, the rules between a rig's variables, addresses); secrets.py: masking, plain-text
+  warnings; problems.py: one problem.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rigctl.inventory.loader import Group, Host, Inventory, VarDef
+    from rigctl.inventory.model import Group, Host, Inventory, VarDef
     from rigctl.inventory.problems import Problem
 
 __all__ = [
@@ -33,10 +44,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Group": "rigctl.inventory.loader",
-    "Host": "rigctl.inventory.loader",
-    "Inventory": "rigctl.inventory.loader",
-    "VarDef": "rigctl.inventory.loader",
+    "Group": "rigctl.inventory.model",
+    "Host": "rigctl.inventory.model",
+    "Inventory": "rigctl.inventory.model",
+    "VarDef": "rigctl.inventory.model",
     "Problem": "rigctl.inventory.problems",
 }
 

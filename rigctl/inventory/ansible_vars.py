@@ -97,7 +97,7 @@ def address_problem(value: Any, what: str = "ansible_host") -> tuple[str, str] |
             return (f"{text!r} is not a valid IPv6 address",
                     f"fix the address, like {what}: 2001:db8::10")
         return None
-    if not HOSTNAME_RE.match(text):
+    if not HOSTNAME_RE.fullmatch(text):
         bad = sorted({c for c in text if not (c.isalnum() or c in "._-")})
         shown = " ".join(bad) if bad else "'-' or '_' at the start or end of a part"
         return (f"{text!r} is not a valid host name (it has {shown}); Ansible and SSH "
@@ -127,7 +127,7 @@ def _user_problem(value: Any) -> tuple[str, str] | None:
     if value.isdigit():
         return (f"{value!r} is a number: SSH and sudo take a user name, not a uid",
                 "write the user's name, like ansible_user: rig")
-    if not USER_RE.match(value):
+    if not USER_RE.fullmatch(value):  # `$` alone would let a trailing newline through
         first = re.split(r"[\s:@/]", value.strip())[0] or "rig"
         return (f"{value!r} is not a user name (spaces, ':', '@' and '/' are not allowed)",
                 f"write the user's name alone, like ansible_user: {first}")

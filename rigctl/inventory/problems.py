@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 SEVERITIES = ("error", "warning", "note")
@@ -66,3 +68,22 @@ class Problem:
     def sort_key(self):
         return (self.file or "", self.line or 0, self.column or 0, self.host or "",
                 self.group or "", self.key or "", self.message)
+
+
+def add_problem(problems: list[Problem], file, line, message, fix=None, *, severity="error",
+                host=None, group=None, key=None, column=None, fatal=False,
+                loses_structure=False) -> Problem:
+    """Record a problem found while loading. ``fatal``: the file could not be read or parsed
+    at all (load() raises). ``loses_structure``: hosts or groups may be missing because of
+    it (the check then does not also complain that group 'rigs' is missing or empty)."""
+    p = Problem(file=file, line=line, message=message, fix=fix, severity=severity, host=host,
+                group=group, key=key, column=column, fatal=fatal,
+                loses_structure=fatal or loses_structure)
+    problems.append(p)
+    return p
+
+
+def closest(word, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The candidate a misspelled ``word`` probably meant (for a "did you mean" fix)."""
+    found = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=cutoff)
+    return found[0] if found else None

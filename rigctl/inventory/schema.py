@@ -1,34 +1,29 @@
 """The rig variables: their ONE definition.
 
-Every variable a rigctl role reads from the inventory is named ``rig_*`` and defined here:
-type, default, allowed values, what it means for a rig owner, and which roles read it.
-From this module come:
+Every variable a rigctl role reads from the inventory is named ``rig_*`` and defined here,
+in ``VARIABLES``: type, default, allowed values, what it means for a rig owner, and which
+roles read it. Adding a variable is adding a ``Field`` there; from the list come:
 
-- the inventory check (``rigctl inventory check``, rigctl/inventory/validate.py),
-- the roles' ``meta/argument_specs.yml``
-  (``python -m rigctl.inventory.schema --write-argspecs roles``),
-- the inventory reference ``docs/inventory.md``
-  (``python -m rigctl.inventory.schema --write-docs docs/inventory.md``).
-
-``--check-argspecs ROLES_DIR`` and ``--check-docs FILE`` exit 1 when the generated files
-differ from what this module would write (the unit tests run both).
+- the check of each value (values.py; rules a pattern cannot say: formats.py) and the
+  inventory check (``rigctl inventory check``, validate.py),
+- the roles' ``meta/argument_specs.yml`` (argspecs.py) and the inventory reference
+  ``docs/inventory.md`` (docs.py), written and checked by
+  ``python -m rigctl.inventory.generate --write-argspecs roles --write-docs docs/inventory.md``
+  (``--check-argspecs``/``--check-docs``: the unit tests run both).
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import os
-import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rigctl.core import cuda as cudalib
 from rigctl.core import driver as driverlib
-from rigctl.core import gpudb
-from rigctl.inventory.catalog import P2P_CATALOG
+from rigctl.core import gpudb, health
+from rigctl.inventory.formats import clock_lock_problem, driver_version_problem, git_url_problem
+from rigctl.inventory.p2pfloors import p2p_floor_problem, p2p_pair_floors_problem
+from rigctl.inventory.power_budget import psu_watts_problem
 
 # The roles that read rig variables, with the one-line description used in their
 # argument specs. Roles not created yet are listed so the schema can say who reads what.
@@ -50,11 +45,41 @@ ROLES: dict[str, str] = {
 
 TARGET_GROUP = "rigs"
 
-# Value types. "scalar" (a string, number or boolean) only appears inside a dict.
-TYPES = ("str", "int", "float", "bool", "list", "dict", "scalar")
 
-DRIVER_VERSION_RE = r"^\d{3}\.\d{1,3}(\.\d{1,3})?$"
-CUDA_VERSION_RE = r"^\d{2}\.\d{1,2}$"
+
+@dataclass(frozen=True)
+class ValueType:
+    """A type a field can have: which values it accepts, and how the check's messages, the
+    docs and the roles' argument specs name it."""
+
+    accepts: Callable[[Any], bool]
+    words: str  # in messages: "expected an integer"
+    doc: str  # in docs/inventory.md: "integer"
+    argspec: str  # the type in meta/argument_specs.yml
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Value types. "scalar" (a string, number or boolean) only appears inside a dict.
+TYPES: dict[str, ValueType] = {
+    "str": ValueType(lambda v: isinstance(v, str), "a string", "string", "str"),
+    "int": ValueType(_is_int, "an integer", "integer", "int"),
+    "float": ValueType(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                       "a number", "number", "float"),
+    "bool": ValueType(lambda v: isinstance(v, bool), "true or false", "boolean", "bool"),
+    "list": ValueType(lambda v: isinstance(v, list), "a list", "list", "list"),
+    "dict": ValueType(lambda v: isinstance(v, dict), "a mapping", "mapping", "dict"),
+    "scalar": ValueType(lambda v: isinstance(v, (str, int, float, bool)),
+                        "a string, number or boolean", "string, number or boolean", "raw"),
+    "int_or_list": ValueType(lambda v: isinstance(v, list) or _is_int(v),
+                             "an integer or a list of integers", "integer or list of integers",
+                             "raw"),
+}
+
+DRIVER_VERSION_RE = driverlib.VERSION_PATTERN
+CUDA_VERSION_RE = cudalib.CUDA_VERSION_PATTERN
 NCCL_VERSION_RE = r"^2\.\d+\.\d+(-\d+)?$"
 COMMIT_RE = r"^[0-9a-f]{40}$"
 APT_URL_RE = r"^(https?|file)://\S+$"
@@ -70,19 +95,13 @@ CLOCK_MAX_MHZ = 4000
 # rig_compute_mode values: the names of gpudb.COMPUTE_MODES (which also holds what nvidia-smi
 # -c takes and --query-gpu prints for each).
 COMPUTE_MODES = tuple(gpudb.COMPUTE_MODES)
+# GPU selectors (the keys of the per-GPU dicts, key_rule "gpu_selector"):
+# gpudb.parse_gpu_selector, the parser the GPU facts on the host match them with.
 MAX_GPUS = 16
 
 # The lowest driver each CUDA major release runs on (NVIDIA's CUDA release notes,
 # "minor version compatibility"): older drivers cannot run that CUDA at all.
 CUDA_MIN_DRIVER: dict[int, str] = dict(cudalib.MINOR_COMPAT_DRIVER)
-# The open kernel modules exist from this driver branch on.
-OPEN_MODULE_MIN_DRIVER = "515.43.04"
-
-
-# --- value formats that a regex does not say well -----------------------------------
-
-# GPU selectors (the keys of the per-GPU override dicts): gpudb.parse_gpu_selector, the
-# parser the GPU facts on the host match them with.
 
 
 def _clock_lock_options() -> tuple:
@@ -90,52 +109,6 @@ def _clock_lock_options() -> tuple:
         Field("min", "int", "Lowest core clock in MHz.", min=CLOCK_MIN_MHZ, max=CLOCK_MAX_MHZ),
         Field("max", "int", "Highest core clock in MHz.", min=CLOCK_MIN_MHZ, max=CLOCK_MAX_MHZ),
     )
-
-
-def clock_lock_problem(value: Any) -> tuple[str, str] | None:
-    """A clock lock needs both min and max, min <= max (types and bounds: the options)."""
-    if not isinstance(value, dict):
-        return None
-    missing = [k for k in ("min", "max") if k not in value]
-    if missing:
-        return (f"a clock lock needs min and max (missing: {', '.join(missing)})",
-                "write it like {min: 210, max: 1695}")
-    low, high = value["min"], value["max"]
-    if (isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool)
-            and not isinstance(high, bool) and low > high):
-        return (f"min {low} MHz is above max {high} MHz",
-                f"swap them: {{min: {high}, max: {low}}}")
-    return None
-
-
-def git_url_problem(value: Any) -> tuple[str, str] | None:
-    """(message, fix) when ``value`` is not a git URL or path rigctl can clone."""
-    if not isinstance(value, str):
-        return None
-    if re.match(r"^(https?|ssh|git|file)://[^\s]+$", value):
-        return None
-    if re.match(r"^[\w.-]+@[\w.-]+:[^\s]+$", value):  # scp-like: git@github.com:owner/repo
-        return None
-    if re.match(r"^(/|\./|\.\./|~/)[^\s]*$", value):
-        return None
-    return (
-        f"{value!r} is not a git URL or path",
-        "use https://host/owner/repo.git, ssh://..., git@host:owner/repo.git, file:///path "
-        "or an absolute path",
-    )
-
-
-def driver_version_problem(value: Any) -> tuple[str, str] | None:
-    """(message, fix) for a well-formed driver version that has no open kernel modules."""
-    if not isinstance(value, str) or not re.match(DRIVER_VERSION_RE, value):
-        return None
-    if driverlib.version_tuple(value) < driverlib.version_tuple(OPEN_MODULE_MIN_DRIVER):
-        return (
-            f"driver {value} has no open kernel modules (they start with "
-            f"{OPEN_MODULE_MIN_DRIVER})",
-            "use a newer driver (RTX 5090s need 570 or newer)",
-        )
-    return None
 
 
 # --- the schema ------------------------------------------------------------------------
@@ -220,7 +193,7 @@ VARIABLES: tuple[Field, ...] = (
         check=driver_version_problem,
         format_help="the exact version nvidia-smi reports, like 570.86.16 or 565.77 "
         "(quote two-part versions: YAML reads 565.77 as a number)",
-        roles=("rig_preflight", "nvidia_driver", "cuda", "nccl"),
+        roles=("rig_preflight", "rig_hw_checks", "nvidia_driver", "cuda", "nccl"),
         section=_S_DRIVER,
         example="570.86.16",
         notes="Required for `p2p`: the patched module and the userspace must be the same "
@@ -231,10 +204,15 @@ VARIABLES: tuple[Field, ...] = (
         "str",
         "Where the NVIDIA driver packages come from.",
         default="cuda-repo",
-        choices=("cuda-repo", "debian", "mirror"),
+        choices=("cuda-repo", "debian", "mirror", "runfile"),
         choice_help=_SOURCE_HELP[:2]
         + (("mirror", "an apt mirror of NVIDIA's CUDA repository at "
-            "`rig_driver_mirror_url` (air-gapped fleets)."),),
+            "`rig_driver_mirror_url` (air-gapped fleets)."),
+           ("runfile", "NVIDIA's own installer (`NVIDIA-Linux-x86_64-<version>.run`) at "
+            "`rig_driver_runfile_url`, checked against `rig_driver_runfile_sha256` and run "
+            "without its kernel modules (flavor `p2p` only: the patched module is built by "
+            "DKMS). For versions no distribution ships. Distribution driver packages on the "
+            "rig are refused (purge them first)."),),
         roles=("rig_preflight", "nvidia_driver"),
         section=_S_DRIVER,
         example="cuda-repo",
@@ -251,6 +229,33 @@ VARIABLES: tuple[Field, ...] = (
         roles=("rig_preflight", "nvidia_driver"),
         section=_S_DRIVER,
         example="https://mirror.example.com/nvidia-cuda/ubuntu2404/x86_64/",
+    ),
+    Field(
+        "rig_driver_runfile_url",
+        "str",
+        "URL of NVIDIA's driver installer `NVIDIA-Linux-x86_64-<version>.run` (your mirror "
+        "of NVIDIA's download site, or a file on the rig). Required when "
+        "`rig_driver_source` is `runfile`; the installer's own `--version` must say "
+        "`rig_driver_version`.",
+        nullable=True,
+        pattern=APT_URL_RE,
+        format_help="an http://, https:// or file:// URL",
+        roles=("nvidia_driver",),
+        section=_S_DRIVER,
+        example="https://mirror.example.com/nvidia/NVIDIA-Linux-x86_64-580.105.08.run",
+    ),
+    Field(
+        "rig_driver_runfile_sha256",
+        "str",
+        "The sha256 of the file at `rig_driver_runfile_url` (NVIDIA publishes one per "
+        "installer; `sha256sum FILE`). Required with `rig_driver_source: runfile`: a "
+        "download with another checksum is refused before anything changes.",
+        nullable=True,
+        pattern=r"^[0-9A-Fa-f]{64}$",
+        format_help="64 hexadecimal digits",
+        roles=("nvidia_driver",),
+        section=_S_DRIVER,
+        example="0f3c7f5e8b0b7c4c7a2a8d8a9e2f5b6c1d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a",
     ),
     Field(
         "rig_driver_mirror_key_fingerprint",
@@ -292,12 +297,14 @@ VARIABLES: tuple[Field, ...] = (
             Field(
                 "catalog",
                 "str",
-                "Name of a known patched source (see the catalog below); it fixes url, "
-                "branch and commit. With `catalog`, `url` may name a local mirror of that "
-                "fork (air-gapped fleets); branch and pinned commit still come from the "
-                "catalog and are verified after the fetch.",
+                "Name of a known patched source (the built-in catalog below, or an "
+                "entry of your `rig_p2p_catalog`); it fixes url, branch and commit. With "
+                "`catalog`, `url` may name a local mirror of that fork (air-gapped "
+                "fleets); branch and pinned commit still come from the catalog and are "
+                "verified after the fetch.",
                 nullable=True,
-                choices=tuple(P2P_CATALOG),
+                format_help="a catalog name like aikitoria-570.86.16 (`rigctl p2p list` "
+                "shows them)",
             ),
             Field(
                 "url",
@@ -329,6 +336,96 @@ VARIABLES: tuple[Field, ...] = (
         roles=("rig_preflight", "nvidia_driver"),
         section=_S_P2P,
         example={"catalog": "aikitoria-570.86.16"},
+    ),
+    Field(
+        "rig_p2p_catalog",
+        "dict",
+        "Your own P2P source catalog: named entries with `url`, `branch`, `commit` (full "
+        "id), `driver_version` (the branch's version.mk), optionally `gpus` (what its "
+        "README claims) and `note`, used like the built-in entries with "
+        "`rig_p2p_source: {catalog: NAME}`. `rigctl p2p pin URL BRANCH --write FILE` "
+        "writes them after reading the pinned commit's version.mk; `rigctl inventory "
+        "check` validates every entry (file:line), `rigctl p2p list` shows them.",
+        nullable=True,
+        roles=("nvidia_driver",),
+        section=_S_P2P,
+        example={"mirror-580.105.08": {"url": "file:///srv/forks/aikitoria.git",
+                                       "branch": "580.105.08-p2p",
+                                       "commit": "c0ffee" * 6 + "c0ff",
+                                       "driver_version": "580.105.08"}},
+    ),
+    Field(
+        "rig_p2p_registry_dwords",
+        "dict",
+        "NVIDIA registry keys for the patched module, written as `NVreg_RegistryDwords` "
+        "to /etc/modprobe.d/rigctl-nvidia-p2p.conf (flavor `p2p`; the patch's own defaults "
+        "need none, a key set here overrides them). Checked against the NVIDIA base "
+        "(`rig_driver_version`): `RMForceP2PType` changed meaning at 575 (before: 1 "
+        "mailbox, 2 BAR1, 3 NVLink; from 575: 1 PCIe, 2 NVLink, 3 C2C) and "
+        "`RMPcieP2PType` (0 mailbox, 1 BAR1, 2 auto) exists from 575 only.",
+        nullable=True,
+        roles=("nvidia_driver",),
+        section=_S_P2P,
+        example={"RMForceP2PType": 1, "RMPcieP2PType": 1},
+    ),
+    Field(
+        "rig_p2p_min_link_fraction",
+        "float",
+        "The P2P verdict's bandwidth floor (rigctl verify, the report): every GPU pair's "
+        "P2P copy must reach this fraction of what the pair's narrowest link carries per "
+        "direction (PCIe generation x width of both GPUs' links; an NVLink bridge's bonded "
+        "links for bridged pairs). A pair below it is `slow`: still a P2P pair for NCCL.",
+        default=0.6,
+        min=0.05,
+        max=1.0,
+        roles=("cuda",),  # the probe task warns; rigctl verify judges
+        section=_S_P2P,
+        example=0.7,
+        notes="Published patched-driver figures reach about 78% of theory on Gen4 x16 "
+        "4090s and about 90% on Gen5 x16 5090s; real DMA lands at 80-90%. 0.6 leaves room "
+        "for CPU crossings and switches while still catching a riser at half width.",
+    ),
+    Field(
+        "rig_p2p_min_gbps",
+        "float",
+        "An absolute P2P bandwidth floor in GB/s for every GPU pair, used instead of "
+        "`rig_p2p_min_link_fraction`. Null: the fraction decides.",
+        nullable=True,
+        min=0.1,
+        max=2000,
+        roles=("cuda",),  # the probe task warns; rigctl verify judges
+        section=_S_P2P,
+        example=20.0,
+    ),
+    Field(
+        "rig_p2p_pair_floors",
+        "dict",
+        "Per GPU pair floors that replace the rig's: a key names two GPUs by index or PCI bus "
+        "id joined by `-` (`\"0-1\"`, `\"0000:01:00.0-0000:21:00.0\"`; both directions), the "
+        "value is `{min_link_fraction: F}` or `{min_gbps: G}`.",
+        default={},
+        check=p2p_pair_floors_problem,
+        value_field=Field("floor", "dict", "The pair's floor.", options=(
+            Field("min_link_fraction", "float", "Fraction of the link's theory.", min=0.05, max=1.0),
+            Field("min_gbps", "float", "Absolute floor in GB/s.", min=0.1, max=2000),
+        ), check=p2p_floor_problem, example={"min_gbps": 12.0}),
+        roles=("cuda",),  # the probe task warns; rigctl verify judges
+        section=_S_P2P,
+        example={"0-3": {"min_gbps": 12.0}},
+    ),
+    Field(
+        "rig_kernel_hold",
+        "bool",
+        "Hold the kernel meta-packages of the rig's kernel (`linux-image-<flavour>`, "
+        "`linux-headers-<flavour>`, Ubuntu's `linux-<flavour>`) so that upgrades and "
+        "unattended-upgrades cannot bring in a kernel the driver does not build on (a P2P "
+        "branch's NVIDIA base decides which: `rigctl p2p list`). A kernel installed anyway "
+        "is built for by DKMS at the next run, or refused by the kernel gate naming it. "
+        "False releases the holds rigctl set (and no other).",
+        default=False,
+        roles=("nvidia_driver",),
+        section=_S_P2P,
+        example=True,
     ),
     # --- power
     Field(
@@ -364,6 +461,55 @@ VARIABLES: tuple[Field, ...] = (
         notes="Quote PCI bus ids: unquoted, YAML 1.1 reads `0000:41:00.0` as the base-60 "
         "number 2460.0. An index must be below `rig_gpu_count` when that is set; two keys "
         "may not name the same GPU (`3` and `\"3\"`).",
+    ),
+    Field(
+        "rig_psu_watts",
+        "int_or_list",
+        "Rated output in watts of the rig's power supply, or a list with one rating per PSU. "
+        "With it, `rigctl inventory check` refuses power limits whose sum plus "
+        "`rig_platform_watts` exceeds `rig_psu_max_load_percent` of the PSUs' total, and "
+        "`rigctl verify` checks the live limits (fail) and the GPUs' default limits (warn) "
+        "against the same budget. Null: no power budget check.",
+        nullable=True,
+        check=psu_watts_problem,
+        roles=("gpu_tuning",),
+        section=_S_POWER,
+        example=1600,
+        notes="Several PSUs (`[1600, 1000]`) count as their sum. The budget needs "
+        "`rig_gpu_count` and `rig_power_limit_w`; without a power limit the cards keep "
+        "their defaults, which only the rig knows: verify warns about those.",
+    ),
+    Field(
+        "rig_platform_watts",
+        "int",
+        "What the rest of the rig draws at full load in watts (CPU, board, memory, drives, "
+        "fans), counted with the GPU power limits against the PSU budget. Null: not counted "
+        "(the budget check says so).",
+        nullable=True,
+        min=0,
+        max=5000,
+        roles=("gpu_tuning",),
+        section=_S_POWER,
+        example=250,
+    ),
+    Field(
+        "rig_psu_max_load_percent",
+        "int",
+        "How much of the PSUs' rated output (`rig_psu_watts`) the GPU power limits plus "
+        "`rig_platform_watts` may add up to, in percent.",
+        default=health.PSU_MAX_LOAD_PERCENT,
+        min=50,
+        max=120,
+        roles=("gpu_tuning",),
+        section=_S_POWER,
+        example=90,
+        notes="The default 90 keeps the sum of the GPUs' power limits (and the platform, "
+        "when `rig_platform_watts` is set) at or below 90% of the PSUs' rating: a power limit "
+        "is an average the card's controller holds, and 3090s spike far above it for "
+        "milliseconds, so a PSU run at its rating trips or ages. The seed rig of 6 x 270 W "
+        "on one 1600 W supply (1620 W against 1440 W) is refused with the highest limit "
+        "that fits (240 W); an owner who knows the supply carries its rating continuously "
+        "sets 100-105 here on purpose.",
     ),
     Field(
         "rig_gpu_clock_lock_mhz",
@@ -469,6 +615,21 @@ VARIABLES: tuple[Field, ...] = (
         "that may have cost $6,000 and a week of compute, and a rig that does not come "
         "back (a BIOS prompt, an unsigned module under Secure Boot) needs someone at the "
         "console.",
+    ),
+    Field(
+        "rig_drain_units",
+        "list",
+        "systemd units that run the rig's GPU work (a training service, a job runner's "
+        "agent). `rigctl fleet update` treats a rig with one of them active as busy and "
+        "skips it (unless --force); when it updates the rig it stops them first and starts "
+        "them again afterwards.",
+        default=[],
+        elements="str",
+        roles=(),  # read by playbooks/fleet_rollout.yml (rigctl fleet update), no role
+        section=_S_HOST,
+        example=["trainer.service"],
+        notes="GPU compute processes (`nvidia-smi --query-compute-apps`) make a rig busy "
+        "too, whatever this list says.",
     ),
     Field(
         "rig_hw_check_policy",
@@ -722,6 +883,13 @@ REMOVED: dict[str, str] = {
     ),
 }
 
+# The variable that names the mirror of a source variable set to `mirror` (required then).
+MIRROR_URLS: dict[str, str] = {
+    "rig_driver_source": "rig_driver_mirror_url",
+    "rig_cuda_source": "rig_cuda_mirror_url",
+    "rig_nccl_source": "rig_nccl_mirror_url",
+}
+
 
 def get(name: str) -> Field | None:
     return BY_NAME.get(name)
@@ -757,453 +925,3 @@ def example_line(f: Field, name: str | None = None) -> str:
 
 def for_role(role: str) -> list[Field]:
     return [f for f in VARIABLES if role in f.roles]
-
-
-# --- Ansible role argument specs ---------------------------------------------------------
-
-ARGSPEC_HEADER = (
-    "# Generated from rigctl/inventory/schema.py by\n"
-    "#   python -m rigctl.inventory.schema --write-argspecs roles\n"
-    "# Do not edit: change the schema and regenerate (a unit test checks they agree).\n"
-)
-
-
-def _argspec_type(f: Field) -> str:
-    return {"scalar": "raw"}.get(f.type, f.type)
-
-
-def _argspec_option(f: Field) -> dict[str, Any]:
-    opt: dict[str, Any] = {"type": _argspec_type(f)}
-    desc = [f.description]
-    if f.nullable and f.default is None:
-        desc.append("Null is allowed.")
-    if f.min is not None or f.max is not None:
-        desc.append(f"Range {f.min}..{f.max}.")
-    if f.pattern:
-        desc.append(f"Format: {f.format_help or f.pattern}.")
-    opt["description"] = desc
-    if f.default is not None:
-        opt["default"] = f.default
-    if f.choices:
-        # an explicit null must pass Ansible's choices check too
-        opt["choices"] = [*f.choices, None] if f.nullable else list(f.choices)
-    if f.type == "list" and f.elements:
-        opt["elements"] = f.elements
-    if f.options:
-        opt["options"] = {o.name: _argspec_option(o) for o in f.options}
-    return opt
-
-
-def argument_spec(role: str) -> dict[str, Any]:
-    """The ``meta/argument_specs.yml`` data of a role."""
-    return {
-        "argument_specs": {
-            "main": {
-                "short_description": ROLES[role],
-                "description": [
-                    ROLES[role],
-                    "The rig variables are defined in rigctl/inventory/schema.py and "
-                    "documented in docs/inventory.md.",
-                ],
-                "options": {f.name: _argspec_option(f) for f in for_role(role)},
-            }
-        }
-    }
-
-
-def _yaml_dump(data: Any) -> str:
-    import yaml
-
-    class _Dumper(yaml.SafeDumper):
-        def increase_indent(self, flow=False, indentless=False):  # indent lists under keys
-            return super().increase_indent(flow, False)
-
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     width=88, allow_unicode=True)
-
-
-def render_argspec(role: str) -> str:
-    return "---\n" + ARGSPEC_HEADER + _yaml_dump(argument_spec(role))
-
-
-def _argspec_roles(roles_dir: str) -> list[str]:
-    return [r for r in ROLES if os.path.isdir(os.path.join(roles_dir, r))]
-
-
-def write_argspecs(roles_dir: str) -> list[str]:
-    """Write meta/argument_specs.yml of every known role that exists under roles_dir."""
-    written = []
-    for role in _argspec_roles(roles_dir):
-        meta = os.path.join(roles_dir, role, "meta")
-        os.makedirs(meta, exist_ok=True)
-        path = os.path.join(meta, "argument_specs.yml")
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(render_argspec(role))
-        written.append(path)
-    return written
-
-
-def _diff_options(prefix: str, want: dict, have: Any) -> list[str]:
-    out = []
-    if not isinstance(have, dict):
-        return [f"{prefix}: options missing or not a mapping"]
-    for name in want:
-        if name not in have:
-            out.append(f"{prefix}: option {name!r} missing")
-            continue
-        w, h = want[name], have[name]
-        if not isinstance(h, dict):
-            out.append(f"{prefix}.{name}: not a mapping")
-            continue
-        for attr in sorted(set(w) | set(h)):
-            if attr == "options":
-                out.extend(_diff_options(f"{prefix}.{name}", w.get("options", {}),
-                                         h.get("options")))
-            elif w.get(attr) != h.get(attr):
-                out.append(f"{prefix}.{name}.{attr}: schema says {w.get(attr)!r}, "
-                           f"file says {h.get(attr)!r}")
-    for name in have:
-        if name not in want:
-            out.append(f"{prefix}: option {name!r} is not in the schema for this role")
-    return out
-
-
-def check_argspecs(roles_dir: str) -> list[str]:
-    """Differences between the roles' argument specs and the schema (empty: in sync)."""
-    import yaml
-
-    problems = []
-    for role in _argspec_roles(roles_dir):
-        path = os.path.join(roles_dir, role, "meta", "argument_specs.yml")
-        if not os.path.exists(path):
-            problems.append(f"{path}: missing")
-            continue
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        if text == render_argspec(role):
-            continue
-        try:
-            have = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            problems.append(f"{path}: not valid YAML: {exc}")
-            continue
-        want = argument_spec(role)
-        found = []
-        try:
-            main_have = have["argument_specs"]["main"]
-        except (TypeError, KeyError):
-            found.append(f"{path}: no argument_specs.main")
-        else:
-            main_want = want["argument_specs"]["main"]
-            for attr in ("short_description", "description"):
-                if main_have.get(attr) != main_want[attr]:
-                    found.append(f"{path}: main.{attr} differs from the schema")
-            found.extend(f"{path}: {d}" for d in
-                         _diff_options("main", main_want["options"], main_have.get("options")))
-        problems.extend(found or [f"{path}: same content, different text (regenerate it)"])
-    return problems + check_role_defaults(roles_dir)
-
-
-def check_role_defaults(roles_dir: str) -> list[str]:
-    """Rig variables in the roles' ``defaults/main.yml`` must be schema variables with the
-    schema's default (Ansible does not apply argument spec defaults, so roles repeat them)."""
-    import yaml
-
-    problems = []
-    for role in _argspec_roles(roles_dir):
-        path = os.path.join(roles_dir, role, "defaults", "main.yml")
-        if not os.path.exists(path):
-            continue
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            problems.append(f"{path}: cannot read: {exc}")
-            continue
-        if not isinstance(data, dict):
-            continue
-        for name, value in data.items():
-            if not isinstance(name, str) or not name.startswith("rig_"):
-                continue
-            f = BY_NAME.get(name)
-            if f is None:
-                if not any(name.startswith(r + "_") or name == r for r in ROLES):
-                    problems.append(f"{path}: {name} is not a rig variable of the schema "
-                                    "(role-internal variables are named after the role)")
-            elif value != f.default:
-                problems.append(f"{path}: {name} is {value!r} here but the schema default is "
-                                f"{f.default!r} (edit this file or the schema)")
-            elif role not in f.roles:
-                problems.append(f"{path}: {name} is not listed as read by {role} in the schema "
-                                "(add the role to its roles)")
-    return problems
-
-
-# --- docs/inventory.md ---------------------------------------------------------------------
-
-DOC_INTRO = """\
-# Inventory reference
-
-<!-- Generated from rigctl/inventory/schema.py by
-     python -m rigctl.inventory.schema --write-docs docs/inventory.md
-     Do not edit: a unit test checks that this file matches the schema. -->
-
-rigctl reads standard Ansible YAML inventories, so the same files work with
-`ansible-playbook -i inventory/...`. Start from `inventory/example/`, a small documented
-fleet, and check your copy with:
-
-```
-rigctl inventory check -i inventory/           # every problem, with file:line; contacts no host
-rigctl inventory show  -i inventory/ rig-a     # what a rig will get, and where each value comes from
-```
-
-## Format
-
-An inventory is a YAML file (or a directory of them) in Ansible's YAML inventory format:
-groups under `all:`, each with `hosts:`, `vars:` and `children:`.
-
-```yaml
-all:
-  children:
-    rigs:                 # the playbooks target this group: every rig must be under it
-      children:
-        epyc:
-          hosts:
-            rig-epyc-1: {ansible_host: 192.0.2.11}
-          vars:
-            rig_driver_flavor: p2p
-```
-
-- A directory inventory reads every `*.yml`, `*.yaml` and `*.json` file in it (and in its
-  subdirectories) as one inventory, plus `group_vars/` and `host_vars/` in it.
-- `group_vars/<group>.yml` (or `group_vars/<group>/*.yml`) and `host_vars/<host>.yml` (or
-  `host_vars/<host>/*.yml`) next to the inventory file are read too, as Ansible reads them.
-  When both `group_vars/<group>/` and `group_vars/<group>.yml` exist, Ansible reads only the
-  directory.
-- Host names may use ranges (`rig-[1:4]`) and a port (`rig-a:2222`).
-- Values with Jinja (`{{ ... }}`) and `!vault` values are not type-checked (the check says
-  so in a note); files encrypted with ansible-vault are not read.
-
-## Where a value comes from (precedence)
-
-Lowest first; a later source replaces the value of an earlier one (dicts are replaced, not
-merged):
-
-1. the schema default (below);
-2. `vars:` of group `all` in the inventory files;
-3. `vars:` of every other group of the host in the inventory files, parents before children
-   (groups at the same depth: alphabetical order, later wins; `ansible_group_priority` moves
-   a group later);
-4. `group_vars/all`;
-5. `group_vars/<group>` files, in the same group order;
-6. variables written on the host in the inventory file;
-7. `host_vars/<host>` files.
-
-This is Ansible's own order, so note one surprise it has: a `group_vars/all.yml` file beats
-`vars:` of any group written inside the inventory file. `rigctl inventory show` prints
-every rig variable of a host with the file and line its value comes from.
-
-## What `rigctl inventory check` reports
-
-Errors (exit 2, nothing runs): YAML syntax errors; files that are not Ansible YAML
-inventories; unknown section keys in a group (only `hosts`, `vars`, `children`); keys
-written twice in one mapping; unknown `rig_*` variables (with the closest name);
-wrong types, values out of range, not among the choices or in a bad format; the rules
-between variables below; two hosts with the same `ansible_host` and `ansible_port`; a
-missing or empty `rigs` group; group cycles; a missing inventory path.
-
-Warnings (exit 0): a variable set twice for the same host or group in the inventory files
-(the later one wins); `group_vars`/`host_vars` files for groups or hosts the inventory does
-not have; settings that have no effect (`rig_p2p_source` on an `open` rig);
-`rig_lab_profile` on a host that is not on a loopback address; names that
-look like a rig variable without the `rig_` prefix.
-
-## Rules between variables
-
-- `rig_driver_flavor: p2p` needs `rig_driver_version` and `rig_p2p_source`.
-- `rig_p2p_source` takes `catalog` (optionally with `url`, a mirror of that fork), or
-  `url`, `branch` and `commit`; `branch`/`commit` never go with `catalog`.
-- The driver version in the P2P branch name (`570.86.16-p2p`) or of the catalog entry must
-  equal `rig_driver_version`.
-- `rig_p2p_source` on an `open` rig is ignored (a warning).
-- `rig_driver_source: mirror` needs `rig_driver_mirror_url`; `rig_cuda_source: mirror` needs
-  `rig_cuda_mirror_url`.
-- `rig_power_limit_overrides`, `rig_gpu_clock_lock_overrides`: an index must be below
-  `rig_gpu_count` (when set), and no two keys may name the same GPU.
-- A clock lock (`rig_gpu_clock_lock_mhz`, each override) needs `min` <= `max`.
-- `rig_nccl_env` keys start with `NCCL_`; `NCCL_SOCKET_IFNAME` goes in
-  `rig_nccl_socket_ifname`, not in both.
-- The driver must be new enough for the CUDA major version, and at least
-  {open_min} (the first driver with open kernel modules).
-"""
-
-
-def _md_value(v: Any) -> str:
-    import json
-
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v) if v else ("{}" if isinstance(v, dict) else "[]")
-    return str(v)
-
-
-def _type_text(f: Field) -> str:
-    base = {
-        "str": "string", "int": "integer", "float": "number", "bool": "boolean",
-        "list": "list", "dict": "mapping", "scalar": "string, number or boolean",
-    }[f.type]
-    if f.type == "list" and f.elements:
-        base += f" of {f.elements}"
-    if f.key_rule == "gpu_selector":
-        what = "`{min, max}` MHz" if f.value_field and f.value_field.type == "dict" else "integer watts"
-        base = f"mapping: GPU selector → {what}"
-    elif f.key_rule == "nccl_env":
-        base = "mapping: `NCCL_*` name → string, number or boolean"
-    if f.nullable:
-        base += " or null"
-    return base
-
-
-def _field_md(f: Field, level: int = 3) -> list[str]:
-    out = [f"{'#' * level} `{f.name}`", ""]
-    out.append(f.description)
-    out.append("")
-    out.append(f"- type: {_type_text(f)}")
-    out.append(f"- default: `{_md_value(f.default)}`")
-    if f.choices and f.choice_help:
-        out.append("- choices:")
-        for choice, meaning in f.choice_help:
-            out.append(f"  - `{choice}`: {meaning}")
-    elif f.choices:
-        out.append("- choices: " + ", ".join(f"`{c}`" for c in f.choices))
-    if f.min is not None or f.max is not None:
-        out.append(f"- range: {f.min} to {f.max}")
-    if f.value_field is not None and f.value_field.min is not None:
-        out.append(f"- each value: {f.value_field.min} to {f.value_field.max}")
-    if f.pattern:
-        out.append(f"- format: {f.format_help} (`{f.pattern}`)")
-    if f.roles:
-        out.append("- read by: " + ", ".join(f"`{r}`" for r in f.roles))
-    else:
-        out.append("- read by: no role (a record of how the rig was made)")
-    if f.example is not None:
-        out.append(f"- example: `{example_line(f)}`")
-    out.append("")
-    if f.notes:
-        out.extend([f.notes, ""])
-    if f.options:
-        out.append("Options:")
-        out.append("")
-        for o in f.options:
-            extra = ""
-            if o.name == "catalog":
-                extra = " One of: " + ", ".join(f"`{c}`" for c in o.choices) + "."
-            elif o.format_help:
-                extra = f" Format: {o.format_help}."
-            out.append(f"- `{o.name}` ({_type_text(o)}): {o.description}{extra}")
-        out.append("")
-    return out
-
-
-def render_docs() -> str:
-    lines = [DOC_INTRO.replace("{open_min}", OPEN_MODULE_MIN_DRIVER).rstrip("\n"), ""]
-    lines += ["## Rig variables", ""]
-    lines.append("| variable | type | default | read by |")
-    lines.append("| --- | --- | --- | --- |")
-    for f in VARIABLES:
-        lines.append(f"| [`{f.name}`](#{f.name}) | {_type_text(f)} | "
-                     f"`{_md_value(f.default)}` | {', '.join(f.roles) or '-'} |")
-    lines.append("")
-    for section in SECTIONS:
-        fields = [f for f in VARIABLES if f.section == section]
-        if not fields:
-            continue
-        lines += [f"## {section}", ""]
-        for f in fields:
-            lines.extend(_field_md(f))
-        if section == _S_P2P:
-            lines += ["### P2P source catalog", ""]
-            lines.append("| catalog name | url | branch | commit | driver |")
-            lines.append("| --- | --- | --- | --- | --- |")
-            for s in P2P_CATALOG.values():
-                lines.append(f"| `{s.name}` | {s.url} | `{s.branch}` | `{s.commit}` | "
-                             f"{s.driver_version} |")
-            lines += ["", "Newer branches of both forks work through `url`/`branch`/`commit`.",
-                      ""]
-    if REMOVED:
-        lines += ["## Removed rig variables", "",
-                  "`rigctl inventory check` warns about these and they are ignored.", ""]
-        for name, why in REMOVED.items():
-            lines += [f"- `{name}`: {why}.", ""]
-    while lines and lines[-1] == "":
-        lines.pop()
-    return "\n".join(lines) + "\n"
-
-
-def check_docs(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            have = fh.read()
-    except OSError as exc:
-        return [f"{path}: cannot read: {exc.strerror}"]
-    want = render_docs()
-    if have == want:
-        return []
-    diff = difflib.unified_diff(have.splitlines(), want.splitlines(), path, "schema", n=0,
-                                lineterm="")
-    return [f"{path}: differs from the schema (regenerate it)", *list(diff)[:40]]
-
-
-# --- command line ----------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rigctl.inventory.schema",
-        description="Generate or check the files derived from the rig variable schema.",
-    )
-    parser.add_argument("--write-argspecs", metavar="ROLES_DIR")
-    parser.add_argument("--check-argspecs", metavar="ROLES_DIR")
-    parser.add_argument("--write-docs", metavar="FILE")
-    parser.add_argument("--check-docs", metavar="FILE")
-    args = parser.parse_args(argv)
-    if not any(vars(args).values()):
-        parser.print_help()
-        return 2
-    rc = 0
-    if args.write_argspecs:
-        if not os.path.isdir(args.write_argspecs):
-            print(f"error: roles directory not found: {args.write_argspecs}", file=sys.stderr)
-            return 2
-        for path in write_argspecs(args.write_argspecs):
-            print(f"wrote {path}")
-    if args.write_docs:
-        with open(args.write_docs, "w", encoding="utf-8") as fh:
-            fh.write(render_docs())
-        print(f"wrote {args.write_docs}")
-    if args.check_argspecs:
-        if not os.path.isdir(args.check_argspecs):
-            print(f"error: roles directory not found: {args.check_argspecs}", file=sys.stderr)
-            return 2
-        problems = check_argspecs(args.check_argspecs)
-        for p in problems:
-            print(p)
-        if problems:
-            print("fix: python -m rigctl.inventory.schema --write-argspecs "
-                  f"{args.check_argspecs}")
-            rc = 1
-    if args.check_docs:
-        problems = check_docs(args.check_docs)
-        for p in problems:
-            print(p)
-        if problems:
-            print(f"fix: python -m rigctl.inventory.schema --write-docs {args.check_docs}")
-            rc = 1
-    return rc
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -171,28 +171,10 @@ def _plain(value: Any, name: str, node, line: int | None, under_secret: bool
         yield name, line, "value", value
 
 
-def _all_defs(inv) -> list:
-    """Every variable definition written in the inventory, once."""
-    out, seen = [], set()
-    defs = [d for g in inv.groups.values() for d in g.inline]
-    defs += [d for h in inv.hosts for d in inv.host(h).inline]
-    for per in inv.vars_files:
-        for kind in ("group_vars", "host_vars"):
-            for files in per[kind].values():
-                for vf in files:
-                    defs.extend(vf.defs)
-    for d in defs:
-        key = (d.file, d.line, d.name)
-        if d.layer != "default" and key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out
-
-
 def plain_secrets(inv) -> list[PlainSecret]:
     """Every secret written in plain text in the inventory (not vaulted, not computed)."""
     out = []
-    for d in _all_defs(inv):
+    for d in inv.written_defs():
         for name, line, kind, text in _plain(d.value, d.name, d.node, d.line, False):
             out.append(PlainSecret(d.file, line, name, kind, text, d.owner_kind, d.owner))
     return out
@@ -263,7 +245,7 @@ def scrubber_for(inv) -> Scrubber:
     return Scrubber([s.text for s in plain_secrets(inv)])
 
 
-def review(inv, problems: list[Problem]) -> list[Problem]:
+def scrub_and_warn(inv, problems: list[Problem]) -> list[Problem]:
     """PROBLEMS with no secret value left in any message or fix, plus one warning per
     secret written in plain text (file:line, the variable, the fix; never the value)."""
     found = plain_secrets(inv)

@@ -1,363 +1,35 @@
 """The inventory check: every problem at once, each with file, line, host or group, key,
-what is wrong and what to do. Contacts no host and never imports Ansible."""
+what is wrong and what to do. Each written value against its field (values.py), the group
+structure, the rules between the variables of each rig as it resolves them, addresses.
+Contacts no host and never imports Ansible."""
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
-
-import yaml
 
 from rigctl.core import cuda as cudalib
 from rigctl.core import gpudb
-from rigctl.inventory import ansible_vars, schema, yamlpos
+from rigctl.inventory import ansible_vars, power_budget, schema, yamlpos
 from rigctl.inventory.catalog import P2P_CATALOG
-from rigctl.inventory.loader import Inventory, VarDef
+from rigctl.inventory.model import Inventory, VarDef
 from rigctl.inventory.problems import Problem
-from rigctl.inventory.schema import Field
+from rigctl.inventory.values import check_value, pairs_of, show_value
 
 _MISSING = object()
-
-
-@dataclass
-class Issue:
-    """A problem with one value, before it is tied to a host or group."""
-
-    message: str
-    fix: str | None = None
-    node: yaml.Node | None = None  # where, inside the value
-    key: str | None = None  # e.g. "rig_p2p_source.branch"; None: the variable itself
-    severity: str = "error"
-
-
-# --- describing values ---------------------------------------------------------------------
-
-
-def _raw(node) -> str | None:
-    if isinstance(node, yaml.ScalarNode):
-        return node.value
-    return None
-
-
-def _got(value: Any, node=None) -> str:
-    raw = _raw(node)
-    plain = yamlpos.is_plain_scalar(node)
-    if value is None:
-        return "an empty value (null)"
-    if isinstance(value, bool):
-        text = f"the boolean {str(value).lower()}"
-        if plain and raw and raw.lower() not in ("true", "false"):
-            text += f" (YAML reads unquoted {raw} as a boolean)"
-        return text
-    if isinstance(value, (int, float)):
-        shown = raw if raw else repr(value)
-        text = f"the number {shown}"
-        if plain and raw and isinstance(value, float) and raw != repr(value):
-            text += f" (YAML reads unquoted {raw} as the number {value!r})"
-        elif plain and raw and ":" in raw:
-            text += f" (YAML 1.1 reads unquoted {raw} as the base-60 number {value!r})"
-        return text
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"a {type(value).__name__}"
-
-
-_TYPE_WORDS = {
-    "str": "a string",
-    "int": "an integer",
-    "float": "a number",
-    "bool": "true or false",
-    "list": "a list",
-    "dict": "a mapping",
-    "scalar": "a string, number or boolean",
-}
-
-
-def _type_ok(ftype: str, value: Any) -> bool:
-    if ftype == "str":
-        return isinstance(value, str)
-    if ftype == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if ftype == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ftype == "bool":
-        return isinstance(value, bool)
-    if ftype == "list":
-        return isinstance(value, list)
-    if ftype == "dict":
-        return isinstance(value, dict)
-    if ftype == "scalar":
-        return isinstance(value, (str, int, float, bool))
-    return True
-
-
-def _example(f: Field, name: str) -> str:
-    return schema.example_line(f, name)
-
-
-def _type_fix(f: Field, name: str, value: Any, node) -> str:
-    raw = _raw(node)
-    plain = yamlpos.is_plain_scalar(node)
-    if f.type == "str" and plain and raw is not None and value is not None and not (
-            f.check and f.check(raw)):  # quoting helps only where the text itself is valid
-        return f'quote it: {name}: "{raw}"'
-    if f.type in ("int", "float") and isinstance(value, str):
-        try:
-            float(value)
-            return f"write it without quotes: {name}: {value.strip()}"
-        except ValueError:
-            pass
-    if f.type == "int" and isinstance(value, float) and not isinstance(value, bool):
-        return f"use a whole number, like {name}: {int(value)}"
-    if f.type == "bool" and isinstance(value, str):
-        if value.strip().lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-            truth = value.strip().lower() in ("true", "yes", "on", "1")
-            return f"write {name}: {str(truth).lower()} (no quotes)"
-    ex = _example(f, name)
-    return f"write it like {ex}" if ex else f"give {_TYPE_WORDS[f.type]}"
-
-
-# --- checking one value against the schema --------------------------------------------------
-
-
-def _pairs_of(node) -> dict[Any, tuple[yaml.Node, yaml.Node]]:
-    if not yamlpos.is_mapping(node):
-        return {}
-    pairs, _ = yamlpos.mapping_pairs(node)
-    return {p.key: (p.key_node, p.value_node) for p in pairs}
-
-
-def check_value(f: Field, value: Any, node=None, path: str | None = None,
-                leaf: str | None = None) -> Iterator[Issue]:
-    """Issues of one value against a field of the schema (its type, range, choices, format,
-    options). Values with Jinja or vault are not checked. ``path`` names the value in
-    messages (``rig_p2p_source.branch``), ``leaf`` is its own key (``branch``)."""
-    path = path or f.name
-    name = leaf or f.name
-    for issue in _check_value(f, value, node, path, name):
-        if issue.key is None:
-            issue.key = path
-        yield issue
-
-
-def _check_value(f: Field, value: Any, node, path: str, name: str) -> Iterator[Issue]:
-    if yamlpos.contains_jinja(value) or yamlpos.contains_vault(value):
-        return
-    if value is None:
-        if not f.nullable:
-            default = "" if f.default is None else f" ({_show(f.default)})"
-            yield Issue(f"expected {_TYPE_WORDS[f.type]}, got an empty value (null)",
-                        f"give a value, or remove the line to get the default{default}",
-                        node)
-        return
-    if not _type_ok(f.type, value):
-        yield Issue(f"expected {_TYPE_WORDS[f.type]}, got {_got(value, node)}",
-                    _type_fix(f, name, value, node), node)
-        return
-    if f.choices and value not in f.choices:
-        hint = difflib.get_close_matches(str(value), [str(c) for c in f.choices], n=1)
-        valid = ", ".join(str(c) for c in f.choices)
-        fix = f"did you mean {hint[0]!r}? (one of: {valid})" if hint else f"use one of: {valid}"
-        yield Issue(f"{value!r} is not a valid value", fix, node)
-        return
-    if f.type in ("int", "float"):
-        if f.min is not None and value < f.min:
-            yield Issue(f"{value} is below the minimum {f.min}",
-                        f"use a value from {f.min} to {f.max}", node)
-            return
-        if f.max is not None and value > f.max:
-            yield Issue(f"{value} is above the maximum {f.max}",
-                        f"use a value from {f.min} to {f.max}", node)
-            return
-    if f.pattern and isinstance(value, str) and not re.match(f.pattern, value):
-        yield _pattern_issue(f, name, value, node)
-        return
-    if f.check is not None:
-        found = f.check(value)
-        if found:
-            yield Issue(found[0], found[1], node)
-            return
-    if f.type == "list" and f.elements:
-        sub = Field(f"{name}[]", f.elements, "")
-        for i, item in enumerate(value):
-            item_node = node.value[i] if yamlpos.is_sequence(node) else None
-            yield from check_value(sub, item, item_node, f"{path}[{i}]", name)
-    if f.type == "dict":
-        pairs = _pairs_of(node)
-        if f.options:
-            yield from _check_options(f, value, pairs, path)
-        elif f.key_rule:
-            yield from _check_free_dict(f, value, pairs, path)
-
-
-def _show(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return str(v).lower()
-    return repr(v) if isinstance(v, str) else str(v)
-
-
-def _pattern_issue(f: Field, name: str, value: str, node) -> Issue:
-    if f.pattern == schema.COMMIT_RE:
-        if re.match(r"^[0-9a-fA-F]{4,39}$", value):
-            return Issue(f"abbreviated commit id {value!r}: a pinned commit must be the full "
-                         "40-character id, so that it cannot be ambiguous",
-                         f"`git rev-parse {value}` in a clone of the fork prints the full id",
-                         node)
-        if re.match(r"^[0-9A-F]{40}$", value, re.I):
-            return Issue(f"commit id {value!r} has upper-case letters",
-                         f"write it in lower case: {value.lower()}", node)
-    what = f.format_help or f"match {f.pattern}"
-    return Issue(f"{value!r} is not in the expected format: {what}",
-                 f"write it like {_example(f, name)}" if f.example is not None
-                 else "fix the value", node)
-
-
-def _check_options(f: Field, value: dict, pairs, name: str) -> Iterator[Issue]:
-    known = [o.name for o in f.options]
-    for key, sub in value.items():
-        key_node, value_node = pairs.get(key, (None, None))
-        opt = f.option(key) if isinstance(key, str) else None
-        if opt is None:
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            yield Issue(f"unknown key {key!r} in {name} (valid: {', '.join(known)})",
-                        f"did you mean {hint[0]!r}?" if hint else "remove it",
-                        key_node, f"{name}.{key}")
-            continue
-        yield from check_value(opt, sub, value_node, f"{name}.{key}", key)
-    if f.name == "rig_p2p_source":
-        yield from _p2p_source_shape(value, pairs, name)
-
-
-def _p2p_source_shape(value: dict, pairs, name: str) -> Iterator[Issue]:
-    def node(k):
-        return pairs.get(k, (None, None))[0]
-
-    catalog, url = value.get("catalog"), value.get("url")
-    if catalog is not None:
-        # With a catalog entry, `url` may only point at a mirror of that fork (air-gapped
-        # fleets): the entry still fixes the branch and the pinned commit, which the role
-        # verifies after fetching from the mirror.
-        for k in ("branch", "commit"):
-            if value.get(k) is not None:
-                yield Issue(f"{k} cannot be combined with catalog (the catalog entry fixes "
-                            "branch and commit; url may name a mirror of its fork)",
-                            f"remove {k}, or replace catalog with url/branch/commit",
-                            node(k), f"{name}.{k}")
-        return
-    if url is None:
-        names = ", ".join(P2P_CATALOG)
-        yield Issue("needs catalog, or url with branch and commit",
-                    f"write {{catalog: NAME}} with NAME one of {names}, or "
-                    "{url: ..., branch: ..., commit: ...}", None)
-        return
-    if value.get("branch") is None:
-        yield Issue("url needs a branch (the known forks name it <driver version>-p2p)",
-                    "add branch, like branch: 570.86.16-p2p", node("url"), f"{name}.branch")
-    if value.get("commit") is None:
-        # Third-party kernel source is pinned and verified, never "whatever the branch
-        # head is today": two rigs provisioned a week apart would get different modules.
-        yield Issue("no commit: third-party kernel source must be pinned to a commit",
-                    "add commit with the full 40-character id of the reviewed commit "
-                    "(git ls-remote URL BRANCH shows the current head)", node("url"),
-                    f"{name}.commit")
-
-
-def _check_free_dict(f: Field, value: dict, pairs, name: str) -> Iterator[Issue]:
-    seen: dict[Any, Any] = {}
-    for key, sub in value.items():
-        key_node, value_node = pairs.get(key, (None, None))
-        label = f"{name}[{key!r}]"
-        if f.key_rule == "gpu_selector":
-            raw = _raw(key_node)
-            if (yamlpos.is_plain_scalar(key_node) and isinstance(key, float) and raw
-                    and gpudb.parse_gpu_selector(raw)):
-                yield Issue(f"the key {raw} is read by YAML 1.1 as the base-60 number {key!r}, "
-                            "not as a PCI bus id",
-                            f'quote it: "{raw}": {_show(sub)}', key_node, f"{name}[{raw!r}]")
-                continue
-            sel = gpudb.parse_gpu_selector(key)
-            if sel is None:
-                yield Issue(f"{key!r} is not a GPU index, PCI bus id or UUID",
-                            "use an index (0), a bus id (\"0000:41:00.0\") or a UUID "
-                            "(GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), as nvidia-smi "
-                            "--query-gpu=index,pci.bus_id,uuid --format=csv prints them",
-                            key_node, label)
-                continue
-            if sel[0] == "index" and sel[1] >= schema.MAX_GPUS:
-                yield Issue(f"GPU index {sel[1]} is out of range (a rig has at most "
-                            f"{schema.MAX_GPUS} GPUs, indexes from 0)",
-                            f"use an index from 0 to {schema.MAX_GPUS - 1}", key_node, label)
-                continue
-            if sel in seen:
-                yield Issue(f"{key!r} and {seen[sel]!r} name the same GPU",
-                            "keep one of the two", key_node, label)
-                continue
-            seen[sel] = key
-        elif f.key_rule == "nccl_env":
-            if not isinstance(key, str) or not re.match(schema.NCCL_ENV_KEY_RE, key):
-                if isinstance(key, str) and re.match(schema.NCCL_ENV_KEY_RE, key.upper()):
-                    fix = f"NCCL variables are upper case: {key.upper()}"
-                elif isinstance(key, str) and re.match(r"^[A-Z0-9_]+$", key):
-                    fix = (f"NCCL reads only NCCL_* variables; did you mean NCCL_{key}?"
-                           if not key.startswith("NCCL") else "write it like NCCL_P2P_LEVEL")
-                else:
-                    fix = "keys are NCCL variable names like NCCL_P2P_LEVEL"
-                yield Issue(f"{key!r} is not an NCCL variable (keys must start with NCCL_)",
-                            fix, key_node, label)
-                continue
-        if f.value_field is not None:
-            yield from check_value(f.value_field, sub, value_node, label, str(key))
 
 
 # --- the whole inventory ---------------------------------------------------------------
 
 
-def _unique_defs(inv: Inventory) -> list[VarDef]:
-    """Every variable definition once (hosts from one range share theirs)."""
-    out, seen = [], set()
-
-    def add(d: VarDef):
-        k = _def_key(d)
-        if k in seen:
-            return
-        seen.add(k)
-        out.append(d)
-
-    for g in inv.groups.values():
-        for d in g.inline:
-            add(d)
-    for name in inv.hosts:
-        for d in inv.host(name).inline:
-            add(d)
-    for per in inv.vars_files:
-        for kind in ("group_vars", "host_vars"):
-            for files in per[kind].values():
-                for vf in files:
-                    for d in vf.defs:
-                        add(d)
-    return out
-
-
-def _def_key(d: VarDef) -> tuple:
-    """One written definition (hosts from one range pattern share it)."""
-    return (d.file, d.line, d.name, d.layer)
-
-
-class _Checker:
+class _InventoryCheck:
     def __init__(self, inv: Inventory):
         self.inv = inv
         self.problems: list[Problem] = list(inv.problems)
-        self.bad: set[tuple] = set()  # definitions whose value is wrong
+        self.bad_defs: set[tuple] = set()  # definitions whose value is wrong
 
     def add(self, d: VarDef | None, message: str, fix: str | None = None, *, key=None,
             severity="error", host=None, group=None, line=None, file=None) -> None:
@@ -373,12 +45,15 @@ class _Checker:
             key=key if key is not None else (d.name if d else None)))
 
     def run(self) -> list[Problem]:
-        for d in _unique_defs(self.inv):
-            self.definition(d)
-        self.groups()
+        for d in self.inv.written_defs():
+            self.check_definition(d)
+        self.group_rules()
         for h in self.checked_hosts():
-            self.host(h)
-        self.addresses()
+            self.cross_field_rules(h)
+        from rigctl.inventory import p2pcheck  # user P2P catalog, registry keys, kernel gate
+
+        p2pcheck.check(self, self.inv.written_defs())
+        self.duplicate_addresses()
         self.names_as_addresses()
         # SSH host key checking: one rule (rigctl.hostkeys), also used by the gate and the
         # access suite; the caller's environment counts too (ANSIBLE_HOST_KEY_CHECKING...)
@@ -391,7 +66,7 @@ class _Checker:
 
     # one definition --------------------------------------------------------------------
 
-    def definition(self, d: VarDef) -> None:
+    def check_definition(self, d: VarDef) -> None:
         name = d.name
         f = schema.get(name) or ansible_vars.get(name)
         if f is None:
@@ -405,7 +80,7 @@ class _Checker:
                 self.add(d, "unknown rig variable",
                          f"did you mean {hint[0]!r}?" if hint else
                          "see docs/inventory.md for the rig variables")
-                self.bad.add(_def_key(d))
+                self.bad_defs.add(d.identity)
             else:
                 self.near_miss(d)
             return
@@ -415,7 +90,7 @@ class _Checker:
             found = ansible_vars.secret_problem(d.value)
             if found:
                 self.add(d, *found)
-                self.bad.add(_def_key(d))
+                self.bad_defs.add(d.identity)
             return
         if d.unchecked:
             what = "!vault-encrypted" if yamlpos.contains_vault(d.value) else "Jinja"
@@ -430,7 +105,7 @@ class _Checker:
             self.add(d, issue.message, issue.fix, key=issue.key, line=line,
                      severity=issue.severity)
             if issue.severity == "error":
-                self.bad.add(_def_key(d))
+                self.bad_defs.add(d.identity)
 
     def connection_near_miss(self, d: VarDef) -> None:
         """``ansible_usr``: Ansible ignores a misspelled connection variable silently."""
@@ -456,7 +131,7 @@ class _Checker:
 
     # groups ------------------------------------------------------------------------------
 
-    def groups(self) -> None:
+    def group_rules(self) -> None:
         inv = self.inv
         target = schema.TARGET_GROUP
         first = inv.files[0] if inv.files else None
@@ -506,8 +181,8 @@ class _Checker:
                 for earlier in ds[:-1]:
                     if earlier.value != last.value and (earlier.file, earlier.line) != (
                             last.file, last.line):
-                        self.add(last, f"also set at {earlier.where} to {_show(earlier.value)}; "
-                                 f"this later value ({_show(last.value)}) wins",
+                        self.add(last, f"also set at {earlier.where} to {show_value(earlier.value)}; "
+                                 f"this later value ({show_value(last.value)}) wins",
                                  "set it in one place", severity="warning",
                                  **{kind: owner})
 
@@ -537,14 +212,16 @@ class _Checker:
         rigs = self.inv.rig_hosts
         return rigs if rigs else list(self.inv.hosts)
 
-    def host(self, h: str) -> None:
+    def cross_field_rules(self, h: str) -> None:
+        """The rules between the variables of one rig, on the values it resolves (a value
+        that is wrong or not known before the play runs takes part in no rule)."""
         res = self.inv.resolved(h)
 
         def val(name: str):
             d = res.get(name)
             if d is None:
                 return None
-            if _def_key(d) in self.bad or d.unchecked:
+            if d.identity in self.bad_defs or d.unchecked:
                 return _MISSING
             return d.value
 
@@ -572,22 +249,36 @@ class _Checker:
                          f"{', '.join(P2P_CATALOG)}) or {{url: ..., branch: ..., commit: ...}}",
                          key="rig_p2p_source", host=h)
             elif isinstance(src, dict) and isinstance(version, str):
-                self.p2p_version(h, at("rig_p2p_source"), src, version,
-                                 origin("rig_driver_version"))
+                self.p2p_versions_agree(h, at("rig_p2p_source"), src, version,
+                                        origin("rig_driver_version"))
         elif flavor == "open" and src not in (None, _MISSING):
             self.add(at("rig_p2p_source"), "ignored: rig_driver_flavor is 'open' "
                      f"({origin('rig_driver_flavor')})",
                      "remove rig_p2p_source, or set rig_driver_flavor: p2p",
                      severity="warning", host=h)
-        for source, url in (("rig_driver_source", "rig_driver_mirror_url"),
-                            ("rig_cuda_source", "rig_cuda_mirror_url"),
-                            ("rig_nccl_source", "rig_nccl_mirror_url")):
+        for source, url in schema.MIRROR_URLS.items():
             if val(source) == "mirror" and val(url) is None:
                 self.add(at(source), f"required because {source} is 'mirror'",
                          f"set {url} to your mirror of NVIDIA's CUDA apt repository, or use "
                          f"{source}: cuda-repo", key=url, host=h)
-        self.cuda_versions(h, val, at)
+        if val("rig_driver_source") == "runfile":
+            for need, what in (("rig_driver_runfile_url", "the URL of NVIDIA-Linux-x86_64-"
+                                "<version>.run (your mirror, or file:// on the rig)"),
+                               ("rig_driver_runfile_sha256", "the installer's sha256 "
+                                "(`sha256sum FILE`)")):
+                if val(need) is None:
+                    self.add(at("rig_driver_source"), "required because rig_driver_source is "
+                             "'runfile'", f"set {need} to {what}", key=need, host=h)
+            if flavor == "open":
+                self.add(at("rig_driver_source"), "'runfile' installs NVIDIA's userspace "
+                         "without kernel modules, so it needs rig_driver_flavor: p2p "
+                         f"(rig_driver_flavor is 'open', {origin('rig_driver_flavor')})",
+                         "set rig_driver_flavor: p2p, or use rig_driver_source: debian or "
+                         "cuda-repo for the stock open modules", host=h)
+        self.cuda_extra_versions(h, val, at)
         count = val("rig_gpu_count")
+        for var, message, fix in power_budget.problems(val):
+            self.add(at(var), message, fix, host=h)
         # the keys that are valid indexes are checked even when another key is wrong
         for var in ("rig_power_limit_overrides", "rig_gpu_clock_lock_overrides"):
             od = res[var]
@@ -595,7 +286,7 @@ class _Checker:
             if not (isinstance(count, int) and isinstance(overrides, dict)):
                 continue
             d = at(var)
-            pairs = _pairs_of(d.node)
+            pairs = pairs_of(d.node)
             for key in overrides:
                 sel = gpudb.parse_gpu_selector(key)
                 if sel and sel[0] == "index" and sel[1] >= count:
@@ -643,8 +334,8 @@ class _Checker:
                          f"{addr}, not on a loopback address",
                          "remove rig_lab_profile from real rigs", severity="warning", host=h)
 
-    def p2p_version(self, h: str, d: VarDef, src: dict, version: str, vorigin: str) -> None:
-        pairs = _pairs_of(d.node)
+    def p2p_versions_agree(self, h: str, d: VarDef, src: dict, version: str, vorigin: str) -> None:
+        pairs = pairs_of(d.node)
         catalog = src.get("catalog")
         if isinstance(catalog, str) and catalog in P2P_CATALOG:
             entry = P2P_CATALOG[catalog]
@@ -676,9 +367,7 @@ class _Checker:
                      f"{version}-p2p", key="rig_p2p_source.branch",
                      line=yamlpos.line_of(node), host=h)
 
-    # addresses ---------------------------------------------------------------------------
-
-    def cuda_versions(self, h: str, val: Callable[[str], Any], at: Callable[[str], Any]) -> None:
+    def cuda_extra_versions(self, h: str, val: Callable[[str], Any], at: Callable[[str], Any]) -> None:
         """rig_cuda_extra_versions: valid releases, not the default twice, and only from a
         source that has several releases."""
         extra = val("rig_cuda_extra_versions")
@@ -707,7 +396,9 @@ class _Checker:
                      "use rig_cuda_source: cuda-repo (or mirror), or empty rig_cuda_extra_versions",
                      host=h)
 
-    def addresses(self) -> None:
+    # addresses ---------------------------------------------------------------------------
+
+    def duplicate_addresses(self) -> None:
         inv = self.inv
         rigs = set(inv.rig_hosts)
         seen: dict[tuple[str, int], str] = {}
@@ -788,4 +479,4 @@ def check(inv: Inventory) -> list[Problem]:
     and line, including those found while loading."""
     from rigctl.inventory import secrets  # no secret value in any message; plain-text warnings
 
-    return _dedupe(secrets.review(inv, _Checker(inv).run()))
+    return _dedupe(secrets.scrub_and_warn(inv, _InventoryCheck(inv).run()))

@@ -136,6 +136,14 @@ def kind_of(node) -> str:
     }.get(tag, "value")
 
 
+def kind_text(node) -> str:
+    """What a node is, for messages: 'a mapping', 'a list', 'an empty value', 'a string',
+    'a number', 'a boolean' or 'a value'."""
+    return {"mapping": "a mapping", "list": "a list", "null": "an empty value",
+            "string": "a string", "integer": "a number", "number": "a number",
+            "boolean": "a boolean"}.get(kind_of(node), "a value")
+
+
 @dataclass
 class Pair:
     key: Any  # the constructed key (usually a str)

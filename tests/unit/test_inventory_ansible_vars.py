@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from rigctl import inventory as inv_mod
 from rigctl.inventory import ansible_vars, schema
-from rigctl.inventory.loader import expand_host_pattern
+from rigctl.inventory.hostpatterns import expand_host_pattern
 
-from .test_inventory_schema import ansible_list, assert_same_as_ansible
+from .inventory_helpers import EXAMPLE, ansible_list, assert_same_as_ansible, lab_inventory
 
 GOOD = """\
     all:
@@ -66,28 +65,12 @@ def test_good_connection_variables_pass_and_agree_with_ansible(tmp_path):
     assert_same_as_ansible([str(tmp_path / "hosts.yml")], tmp_path)
 
 
-def test_the_lab_and_example_inventories_still_pass(tmp_path):
+def test_the_lab_and_example_inventories_still_pass(tmp_path, monkeypatch):
     inv_dir = tmp_path / "example"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "inventory" / "example", inv_dir)
+    shutil.copytree(EXAMPLE, inv_dir)
     assert inv_mod.check(inv_mod.load([str(inv_dir)])) == []
-    key = tmp_path / "id_ed25519"
-    key.write_text("not a key\n")
-    ssh_args = f"-o UserKnownHostsFile={tmp_path}/known_hosts -o StrictHostKeyChecking=yes"
-    (tmp_path / "lab.yml").write_text(textwrap.dedent(f"""\
-        all:
-          children:
-            rigs:
-              children:
-                lab:
-                  hosts:
-                    lab-rig-1: {{ansible_host: 127.0.0.1, ansible_port: 22201, rig_gpu_count: 4}}
-                  vars:
-                    ansible_user: rig
-                    ansible_ssh_private_key_file: {key}
-                    ansible_ssh_common_args: {ssh_args}
-                    ansible_python_interpreter: /usr/bin/python3
-        """))
-    problems = inv_mod.check(inv_mod.load([str(tmp_path / "lab.yml")]))
+    lab = lab_inventory(tmp_path / "home", monkeypatch)
+    problems = inv_mod.check(inv_mod.load([str(lab)]))
     assert [p for p in problems if p.severity == "error"] == []
 
 
@@ -126,6 +109,13 @@ def test_addresses_accepted(value):
 def test_addresses_refused(value, says):
     found = ansible_vars.address_problem(value)
     assert found and says in found[0], found
+
+
+def test_a_user_name_with_a_trailing_newline_is_refused():
+    """A `|` block scalar ends in a newline that a pattern's `$` lets through."""
+    check = ansible_vars.get("ansible_user").check
+    assert check("rig") is None
+    assert "is not a user name" in check("rig\n")[0]
 
 
 def test_conversions_are_the_ones_ansible_makes():

@@ -1,32 +1,25 @@
 """The rig variable schema and what is generated from it (role argument specs,
-docs/inventory.md), the example inventory, and agreement with Ansible's own reading of
-inventories (`ansible-inventory --list`)."""
+docs/inventory.md, by `python -m rigctl.inventory.generate`), the example inventory, and
+agreement with Ansible's own reading of inventories (`ansible-inventory --list`)."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
 
 from rigctl import inventory as inv_mod
 from rigctl.core import gpudb
-from rigctl.inventory import schema
+from rigctl.inventory import argspecs, docs, generate, schema
 from rigctl.inventory.catalog import P2P_CATALOG
-from rigctl.inventory.validate import check_value
+from rigctl.inventory.values import check_value
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "inventory" / "example"
-ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
-
+from .inventory_helpers import EXAMPLE, REPO, ansible_list, assert_same_as_ansible, write
 
 # --- the schema itself --------------------------------------------------------------------
 
@@ -55,7 +48,8 @@ def test_every_variable_is_complete(f):
     assert f.type in schema.TYPES
     assert len(f.description) > 40
     assert set(f.roles) <= set(schema.ROLES)
-    assert f.roles or f.name == "rig_lab_profile"
+    # no role reads these: lab inventories, and playbooks/fleet_rollout.yml (fleet update)
+    assert f.roles or f.name in ("rig_lab_profile", "rig_drain_units")
     assert f.section in schema.SECTIONS
     assert list(check_value(f, f.default)) == [], "the default must pass its own check"
     assert f.example is not None
@@ -77,6 +71,48 @@ def test_patterns_from_the_brief():
     for name, values in bad.items():
         for v in values:
             assert list(check_value(schema.get(name), v)), (name, v)
+
+
+def test_one_table_of_value_types():
+    """A type is defined once (schema.TYPES): what it accepts and its names in messages,
+    docs and argument specs, which Ansible must know."""
+    ansible_types = {"str", "int", "float", "bool", "list", "dict", "raw"}
+    for name, t in schema.TYPES.items():
+        assert t.argspec in ansible_types, name
+        assert t.words and t.doc, name
+    accepts = {name: t.accepts for name, t in schema.TYPES.items()}
+    assert accepts["int"](3) and not accepts["int"](True) and not accepts["int"](3.0)
+    assert accepts["float"](3) and not accepts["float"](False)
+    assert accepts["int_or_list"]([1600, 1000]) and not accepts["int_or_list"]("1600")
+
+
+def test_version_formats_are_the_ones_rigctl_core_parses():
+    """One definition of a driver version and a CUDA release: the inventory check accepts
+    exactly what rigctl.core (roles, modules, suites) parses."""
+    from rigctl.core import cuda as cudalib
+    from rigctl.core import driver as driverlib
+
+    assert schema.DRIVER_VERSION_RE == driverlib.VERSION_PATTERN
+    assert schema.CUDA_VERSION_RE == cudalib.CUDA_VERSION_PATTERN
+    for v in ("570.86.16", "565.77", "57.86.16", "570", "570.86.16.1", "570.86.16\n", ""):
+        accepted = not list(check_value(schema.get("rig_driver_version"), v))
+        assert accepted == driverlib.is_driver_version(v), v
+    for v in ("12.8", "12.10", "13.0", "12", "12.8.1", "1.2", "v12.8"):
+        accepted = not list(check_value(schema.get("rig_cuda_version"), v))
+        try:
+            parsed = cudalib.parse_cuda_version(v) is not None
+        except ValueError:
+            parsed = False
+        assert accepted == parsed, v
+
+
+def test_a_pattern_takes_the_whole_value():
+    """A `|` block scalar ends in a newline, which a pattern's `$` would let through: the
+    role would then pin apt to "570.86.16\\n"."""
+    for name, value in (("rig_driver_version", "570.86.16\n"), ("rig_cuda_version", "12.8\n"),
+                        ("rig_driver_mirror_url", "https://mirror.example/x\n")):
+        issues = list(check_value(schema.get(name), value))
+        assert [i.message for i in issues] and "expected format" in issues[0].message, name
 
 
 def test_gpu_selectors():
@@ -130,16 +166,17 @@ def test_catalog_entries_are_pinned_and_consistent():
         assert re.fullmatch(schema.DRIVER_VERSION_RE, s.driver_version)
         assert s.url.startswith("https://github.com/")
     assert "tinygrad-565.57.01" in P2P_CATALOG
-    assert schema.get("rig_p2p_source").option("catalog").choices == tuple(P2P_CATALOG)
+    # user catalog entries (rig_p2p_catalog) are names too: checked by the inventory check
+    assert not schema.get("rig_p2p_source").option("catalog").choices
 
 
 # --- docs/inventory.md -----------------------------------------------------------------------
 
 
 def test_docs_in_sync_with_schema():
-    problems = schema.check_docs(str(REPO / "docs" / "inventory.md"))
+    problems = docs.check_docs(str(REPO / "docs" / "inventory.md"))
     assert problems == [], "\n".join(problems) + (
-        "\nregenerate: python -m rigctl.inventory.schema --write-docs docs/inventory.md")
+        "\nregenerate: python -m rigctl.inventory.generate --write-docs docs/inventory.md")
 
 
 def test_docs_mention_every_variable_and_catalog_entry():
@@ -150,12 +187,27 @@ def test_docs_mention_every_variable_and_catalog_entry():
         assert s.commit in text
 
 
+@pytest.mark.parametrize("source, url", list(schema.MIRROR_URLS.items()))
+def test_every_mirror_source_needs_its_url_in_the_check_and_the_docs(tmp_path, source, url):
+    """One list of which variable a `mirror` source needs: the check enforces it, the docs
+    say it (they used to name the driver and CUDA mirrors only, not NCCL's)."""
+    assert "mirror" in schema.get(source).choices and schema.get(url) is not None
+    said = " ".join(docs.render_docs().split())
+    assert f"`{source}: mirror` needs `{url}`" in said
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  children:\n    rigs:\n      hosts:\n"
+        f"        rig-a: {{ansible_host: 192.0.2.10, {source}: mirror}}\n")
+    problems = inv_mod.check(inv_mod.load([str(tmp_path / "hosts.yml")]))
+    assert [(p.key, p.message) for p in problems if p.severity == "error"] == [
+        (url, f"required because {source} is 'mirror'")]
+
+
 def test_check_docs_detects_drift(tmp_path):
     doc = tmp_path / "inventory.md"
-    assert schema.main(["--write-docs", str(doc)]) == 0
-    assert schema.main(["--check-docs", str(doc)]) == 0
+    assert generate.main(["--write-docs", str(doc)]) == 0
+    assert generate.main(["--check-docs", str(doc)]) == 0
     doc.write_text(doc.read_text().replace("rig_power_limit_w", "rig_power_limit"))
-    assert schema.main(["--check-docs", str(doc)]) == 1
+    assert generate.main(["--check-docs", str(doc)]) == 1
 
 
 # --- role argument specs ------------------------------------------------------------------------
@@ -165,12 +217,12 @@ def test_write_and_check_argspecs(tmp_path, capsys):
     roles = tmp_path / "roles"
     for r in ("rig_facts", "rig_preflight", "nccl", "not_ours"):
         (roles / r).mkdir(parents=True)
-    assert schema.main(["--write-argspecs", str(roles)]) == 0
+    assert generate.main(["--write-argspecs", str(roles)]) == 0
     assert (roles / "rig_facts/meta/argument_specs.yml").exists()
     assert (roles / "nccl/meta/argument_specs.yml").exists()
     assert not (roles / "not_ours/meta").exists()
     assert not (roles / "cuda").exists()  # no role directory is created
-    assert schema.main(["--check-argspecs", str(roles)]) == 0
+    assert generate.main(["--check-argspecs", str(roles)]) == 0
 
     spec = yaml.safe_load((roles / "rig_preflight/meta/argument_specs.yml").read_text())
     main = spec["argument_specs"]["main"]
@@ -190,7 +242,7 @@ def test_write_and_check_argspecs(tmp_path, capsys):
     path.write_text(path.read_text().replace("default: 10", "default: 5"))
     (roles / "nccl/meta/argument_specs.yml").unlink()
     capsys.readouterr()
-    assert schema.main(["--check-argspecs", str(roles)]) == 1
+    assert generate.main(["--check-argspecs", str(roles)]) == 1
     out = capsys.readouterr().out
     assert "rig_min_free_disk_gib.default: schema says 10, file says 5" in out
     assert "nccl/meta/argument_specs.yml: missing" in out
@@ -200,14 +252,14 @@ def test_write_and_check_argspecs(tmp_path, capsys):
 def test_role_defaults_must_match_the_schema(tmp_path):
     roles = tmp_path / "roles"
     (roles / "rig_facts" / "defaults").mkdir(parents=True)
-    schema.write_argspecs(str(roles))
+    argspecs.write_argspecs(str(roles))
     defaults = roles / "rig_facts" / "defaults" / "main.yml"
     defaults.write_text("rig_min_free_disk_gib: 10\nrig_gpu_count: null\n"
                         "rig_facts_timeout: 30\n")
-    assert schema.check_argspecs(str(roles)) == []
+    assert argspecs.check_argspecs(str(roles)) == []
     defaults.write_text("rig_min_free_disk_gib: 5\nrig_power_limit: 300\n"
                         "rig_cuda_version: null\n")
-    problems = "\n".join(schema.check_argspecs(str(roles)))
+    problems = "\n".join(argspecs.check_argspecs(str(roles)))
     assert "rig_min_free_disk_gib is 5 here but the schema default is 10" in problems
     assert "rig_power_limit is not a rig variable of the schema" in problems
     assert "rig_cuda_version is not listed as read by rig_facts" in problems
@@ -216,7 +268,7 @@ def test_role_defaults_must_match_the_schema(tmp_path):
 def test_check_argspecs_as_a_command(tmp_path):
     roles = tmp_path / "roles"
     (roles / "cuda").mkdir(parents=True)
-    cmd = [sys.executable, "-m", "rigctl.inventory.schema", "--check-argspecs", str(roles)]
+    cmd = [sys.executable, "-m", "rigctl.inventory.generate", "--check-argspecs", str(roles)]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 1 and "missing" in r.stdout
     assert "RuntimeWarning" not in r.stderr
@@ -226,20 +278,39 @@ def test_check_argspecs_as_a_command(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_generate_refuses_a_missing_roles_dir_and_writes_nothing(tmp_path, capsys):
+    doc = tmp_path / "inventory.md"
+    rc = generate.main(["--write-docs", str(doc), "--write-argspecs", str(tmp_path / "nope")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"error: roles directory not found: {tmp_path / 'nope'}" in err and "fix:" in err
+    assert not doc.exists()
+    assert generate.main([]) == 2  # no option: the help, exit 2
+
+
+def test_generated_files_name_the_command_that_writes_them(tmp_path):
+    (tmp_path / "roles" / "nccl").mkdir(parents=True)
+    argspecs.write_argspecs(str(tmp_path / "roles"))
+    spec = (tmp_path / "roles" / "nccl" / "meta" / "argument_specs.yml").read_text()
+    assert f"#   {generate.PROG} --write-argspecs roles\n" in spec
+    assert f"{generate.PROG} --write-docs docs/inventory.md" in docs.render_docs()
+    assert generate.PROG == "python -m rigctl.inventory.generate"
+
+
 def test_repository_roles_argspecs_in_sync():
     roles = REPO / "roles"
     have = [r for r in schema.ROLES if (roles / r / "meta" / "argument_specs.yml").exists()]
     if not have:
         pytest.skip("no generated argument specs in roles/ yet "
-                    "(python -m rigctl.inventory.schema --write-argspecs roles)")
-    problems = schema.check_argspecs(str(roles))
+                    "(python -m rigctl.inventory.generate --write-argspecs roles)")
+    problems = argspecs.check_argspecs(str(roles))
     assert problems == [], "\n".join(problems)
 
 
 def _validator(role):
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-    return ArgumentSpecValidator(schema.argument_spec(role)["argument_specs"]["main"]["options"])
+    return ArgumentSpecValidator(argspecs.argument_spec(role)["argument_specs"]["main"]["options"])
 
 
 @pytest.mark.parametrize("role", list(schema.ROLES))
@@ -261,7 +332,9 @@ def test_argspecs_refuse_bad_values():
     result = _validator("nvidia_driver").validate(
         {"rig_p2p_source": {"catalog": "aikitoria-570.86.16"}})
     assert result.error_messages == []
-    result = _validator("nvidia_driver").validate({"rig_p2p_source": {"catalog": "nope"}})
+    # catalog names include the user catalog (rig_p2p_catalog): the argument spec checks
+    # the keys, the inventory check and the role check the name
+    result = _validator("nvidia_driver").validate({"rig_p2p_source": {"catlog": "nope"}})
     assert result.error_messages
 
 
@@ -293,42 +366,6 @@ def test_example_uses_documentation_addresses_and_real_p2p_pins():
 
 
 # --- agreement with ansible-inventory ---------------------------------------------------------
-
-
-def ansible_list(sources: list[str], cwd: Path) -> dict:
-    """`ansible-inventory --list` with an empty config, as {host: hostvars}."""
-    if not ANSIBLE_INVENTORY.exists():
-        pytest.skip("ansible-inventory is not installed next to this Python")
-    cfg = cwd / "empty-ansible.cfg"
-    cfg.write_text("")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(cfg), ANSIBLE_HOME=str(cwd / ".ansible"),
-               ANSIBLE_LOCAL_TEMP=str(cwd / ".ansible" / "tmp"), ANSIBLE_NOCOLOR="1")
-    cmd = [str(ANSIBLE_INVENTORY), "--list"]
-    for s in sources:
-        cmd += ["-i", s]
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    data = json.loads(r.stdout)
-    hostvars = data["_meta"]["hostvars"]
-    hosts = set(hostvars)
-    for group, gd in data.items():
-        if group != "_meta":
-            hosts.update(gd.get("hosts", []))
-    return {h: hostvars.get(h, {}) for h in hosts}, data
-
-
-def assert_same_as_ansible(sources: list[str], cwd: Path) -> None:
-    theirs, _ = ansible_list(sources, cwd)
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        inv = inv_mod.load(sources)
-    finally:
-        os.chdir(old)
-    assert set(inv.hosts) == set(theirs)
-    for h in inv.hosts:
-        mine = {k: d.value for k, d in inv.resolved(h).items() if d.layer != "default"}
-        assert mine == theirs[h], h
 
 
 def test_example_same_as_ansible_inventory(tmp_path):
@@ -393,20 +430,13 @@ PRECEDENCE = {
 }
 
 
-def _write(root: Path, files: dict) -> None:
-    for name, text in files.items():
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(textwrap.dedent(text))
-
-
 def test_precedence_same_as_ansible_inventory(tmp_path):
-    _write(tmp_path, PRECEDENCE)
+    write(tmp_path, PRECEDENCE)
     assert_same_as_ansible(["inv/hosts.yml"], tmp_path)
 
 
 def test_directory_and_several_sources_same_as_ansible_inventory(tmp_path):
-    _write(tmp_path, {
+    write(tmp_path, {
         "d/a.yml": "all:\n  children:\n    rigs:\n      hosts:\n        r[1:3]:\n"
                    "      vars: {x: 1}\n",
         "d/b.yaml": "rigs:\n  hosts:\n    r2: {x: 5}\n    'r9:2200': {y: 2}\n    single:\n",

@@ -5,8 +5,6 @@ the plain-text warning with the Ansible Vault fix."""
 from __future__ import annotations
 
 import json
-import textwrap
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +13,8 @@ from rigctl import inventory as inv_mod
 from rigctl.cli import cli
 from rigctl.inventory import secrets
 from rigctl.inventory.yamlpos import VaultValue
+
+from .inventory_helpers import write
 
 PLAIN = "hunter2-Plain"
 LATER = "hunter2-Later"
@@ -68,13 +68,6 @@ def test_every_rig_variable_is_shown():
 ])
 def test_mask(name, value, shown):
     assert secrets.mask(value, name) == shown
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(textwrap.dedent(text))
 
 
 @pytest.fixture
@@ -190,3 +183,24 @@ def test_scrubber_replaces_quoted_short_values_and_urls():
     assert scrub("ab1c stays") == "ab1c stays"
     assert scrub("got the number ab1 here") == "got the number *** here"
     assert scrub("fetch https://u:t@h/x") == "fetch https://***@h/x"
+
+
+def test_a_range_of_hosts_shares_one_definition_one_warning_one_error(tmp_path):
+    """The check and the secrets review walk the same written definitions
+    (Inventory.written_defs): a value written once for `rig-[1:3]` is one definition, so
+    one plain-text warning and one error, not one per host."""
+    write(tmp_path, {"hosts.yml": f"""\
+        all:
+          children:
+            rigs:
+              hosts:
+                rig-[1:3]: {{ansible_become_password: {PLAIN}, rig_gpu_count: lots}}
+        """})
+    inv = inv_mod.load([str(tmp_path / "hosts.yml")])
+    assert len(inv.hosts) == 3
+    assert len([d for d in inv.written_defs() if d.name == "ansible_become_password"]) == 1
+    problems = inv_mod.check(inv)
+    assert [p.key for p in problems if "in plain text" in p.message] == ["ansible_become_password"]
+    assert [p.key for p in problems if p.severity == "error"] == ["rig_gpu_count"]
+    for p in problems:
+        _no_leak(f"{p.message} {p.fix}")
