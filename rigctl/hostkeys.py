@@ -216,6 +216,19 @@ def _bool_problem(key: str, value: Any, source: str) -> list[HostKeyProblem]:
         f"from a trusted path ({README_STEPS})", source)]
 
 
+def _setting_problems(values: Mapping[str, Any], arg_keys, bool_keys,
+                      source: str) -> list[HostKeyProblem]:
+    """The problems of one source (inventory variables or the environment): its ssh
+    argument settings (``arg_keys``) and its host key checking switches (``bool_keys``)."""
+    out: list[HostKeyProblem] = []
+    for key in arg_keys:
+        out += _args_problems(key, values.get(key), source)
+    for key in bool_keys:
+        if key in values:
+            out += _bool_problem(key, values[key], source)
+    return out
+
+
 def strict_checking_problems(host_vars: Mapping[str, Any] | None,
                              environ: Mapping[str, str] | None = None) -> list[HostKeyProblem]:
     """Everything in a host's variables and in ``environ`` that is not strict host key
@@ -223,13 +236,8 @@ def strict_checking_problems(host_vars: Mapping[str, Any] | None,
     ``=`` or space form) in any ssh argument variable, ``UserKnownHostsFile=/dev/null``,
     ``UpdateHostKeys`` on, ``ansible_host_key_checking``/``ANSIBLE_HOST_KEY_CHECKING`` and
     their ``_ssh_`` spellings false, and the paramiko connection (its own trust rules)."""
-    out: list[HostKeyProblem] = []
     hv = host_vars or {}
-    for key in ARG_VARS:
-        out += _args_problems(key, hv.get(key), "inventory")
-    for key in BOOL_VARS:
-        if key in hv:
-            out += _bool_problem(key, hv[key], "inventory")
+    out = _setting_problems(hv, ARG_VARS, BOOL_VARS, "inventory")
     conn = hv.get("ansible_connection")
     if isinstance(conn, str) and conn.strip().lower() in _PARAMIKO:
         out.append(HostKeyProblem(
@@ -237,11 +245,7 @@ def strict_checking_problems(host_vars: Mapping[str, Any] | None,
             "(it can add keys on first use)", "use the ssh connection (remove "
             "ansible_connection)", "inventory"))
     env = environ or {}
-    for key in ARG_ENV:
-        out += _args_problems(key, env.get(key), "environment")
-    for key in BOOL_ENV:
-        if key in env:
-            out += _bool_problem(key, env[key], "environment")
+    out += _setting_problems(env, ARG_ENV, BOOL_ENV, "environment")
     transport = env.get("ANSIBLE_TRANSPORT", "")
     if transport.strip().lower() in _PARAMIKO:
         out.append(HostKeyProblem(

@@ -95,10 +95,10 @@ class RunResult:
 
     def reboots(self) -> dict[str, list[str]]:
         """Rigs that need a reboot, with the reasons: the last reboot mark each reported
-        (`rig_reboot` from the rig_reboot_mark module, else `rig.reboot` from rig_facts)."""
+        (`rig_reboot` from the rig_reboot_mark module, else `rig_host.reboot` from rig_facts)."""
         out = {}
         for host, facts in sorted(self.host_facts.items()):
-            mark = facts.get("rig_reboot") or (facts.get("rig") or {}).get("reboot") or {}
+            mark = facts.get("rig_reboot") or (facts.get("rig_host") or {}).get("reboot") or {}
             if isinstance(mark, dict) and mark.get("required"):
                 out[host] = [str(r) for r in mark.get("reasons") or ()]
         return out
@@ -139,13 +139,17 @@ def _failure_message(res: dict) -> str:
     return mask_text("\n".join(parts)) or "task failed (no message)"
 
 
-def new_run_dir(kind: str) -> Path:
-    root = paths.runs_dir()
+def new_run_dir(kind: str, root: Path | None = None) -> Path:
+    """A fresh run directory under ``root`` (default: ``<state home>/runs``, pruned to the
+    last KEEP_RUNS; a caller's own root, e.g. a rollout's record, is not pruned)."""
+    own = root is None
+    root = paths.runs_dir() if own else Path(root)
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = root / f"{stamp}-{kind}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(mode=0o700)
-    _prune(root)
+    if own:
+        _prune(root)
     return run_dir
 
 
@@ -200,12 +204,16 @@ def run_playbook(
     progress=None,
     kind: str | None = None,
     control_digest: str | None = None,
+    run_root: Path | None = None,
+    cancel_callback=None,
 ) -> RunResult:
-    """Run playbooks/<name> and return what happened per host."""
+    """Run playbooks/<name> and return what happened per host. ``run_root``: where the
+    run's directory goes (default ``<state home>/runs``); ``cancel_callback``:
+    ansible-runner's (polled; True stops the run)."""
     import ansible_runner  # slow import: only when a playbook really runs
 
     playbook = paths.playbook(name)
-    run_dir = new_run_dir(kind or Path(name).stem)
+    run_dir = new_run_dir(kind or Path(name).stem, run_root)
     cmdline = []
     if check:
         cmdline.append("--check")
@@ -264,6 +272,7 @@ def run_playbook(
         extravars=extravars or None,
         envvars=env,
         event_handler=on_event,
+        cancel_callback=cancel_callback,
         quiet=True,
         ident="run",
     )

@@ -11,10 +11,10 @@ description:
   - Per GPU index, bus id, uuid, name, generation, VRAM, BAR1 size, power limit
     current/default/min/max, persistence mode, PCIe link generation and width (current,
     link max, card max), whether it is attached through the chipset.
-  - Also the state of C(nvidia-persistenced.service) and C(rigctl-power-limits.service).
+  - Also the state of C(nvidia-persistenced.service) and C(rigctl-gpu-settings.service).
   - With O(plan), the power-limit plan (what each GPU's limit must be), the settings
     plan (clock locks, compute mode) with their errors, and the drift of the live state
-    from them (rigctl.core.gpufacts.plan_tuning, the comparison gpu_power_limit
+    from them (rigctl.core.gpufacts.plan_tuning, the comparison gpu_settings
     converges); nothing is set.
   - Read only. On a lab rig the GPUs are the simulated ones (C(gpu_view=simulated)).
 options:
@@ -33,8 +33,9 @@ options:
 RETURN = r"""
 ansible_facts:
   description: >-
-    `rig_gpus`: the facts; `rig_gpu_power_plan`, `rig_gpu_settings_plan` and
-    `rig_gpu_tuning_drift` when O(plan).
+    `rig_gpus`: the facts; `rig_gpu_power_plan`, `rig_gpu_settings_plan`,
+    `rig_gpu_tuning_drift` and `rig_gpu_settings_conf` (the boot unit's file,
+    rigctl.core.gpufacts.settings_conf) when O(plan).
   returned: always
   type: dict
 """
@@ -58,6 +59,7 @@ def main():
         result["rig_gpu_power_plan"] = plan["power"]
         result["rig_gpu_settings_plan"] = plan["settings"]
         result["rig_gpu_tuning_drift"] = plan["drift"]
+        result["rig_gpu_settings_conf"] = gpufacts.settings_conf(plan["power"], plan["settings"])
     module.exit_json(changed=False, ansible_facts=result)
 
 

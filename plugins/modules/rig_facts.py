@@ -29,7 +29,7 @@ options:
 
 RETURN = r"""
 ansible_facts:
-  description: "`rig`: the facts; `rig_preflight`: preflight results when asked."
+  description: "`rig_host`: the facts; `rig_preflight`: preflight results when asked."
   returned: always
   type: dict
 """
@@ -55,7 +55,7 @@ def main():
         supports_check_mode=True,
     )
     facts = hostfacts.gather()
-    result = {"rig": facts}
+    result = {"rig_host": facts}
     if module.params["preflight"] is not None:
         results = preflight.evaluate(facts, **module.params["preflight"])
         result["rig_preflight"] = results

@@ -10,7 +10,7 @@ description:
   - Keeps /var/lib/rigctl/reboot-required, the reasons a rig needs a reboot, each under a
     key, with the boot it was written in. A mark of an earlier boot counts as cleared
     (the reboot happened) and is removed by every call but C(state=query).
-  - rig_facts reports the mark as C(rig.reboot); rigctl verify warns about it; the
+  - rig_facts reports the mark as C(rig_host.reboot); rigctl verify warns about it; the
     provision summary prints a line per rig that needs a reboot.
 options:
   state:

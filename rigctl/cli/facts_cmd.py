@@ -172,7 +172,7 @@ def facts(ctx, hosts, inventory, limit, check, diff, verbose, as_json):
         inv=_inv,
     )
     gathered = {
-        h: result.host_facts[h]["rig"] for h in selected if "rig" in result.host_facts.get(h, {})
+        h: result.host_facts[h]["rig_host"] for h in selected if "rig_host" in result.host_facts.get(h, {})
     }
     if as_json:
         payload = {"ok": result.ok, "hosts": gathered, "run": result.as_dict()}

@@ -12,10 +12,14 @@ from rigctl.cli.common import run_options
 def provision():
     """Provision rigs (runs playbooks/provision.yml).
 
-    Facts, preflight and hardware checks, the NVIDIA driver, GPU tuning, CUDA and NCCL.
-    `host NAME` provisions one rig; `fleet` every rig (or those --limit selects) in one
-    run, in parallel. The inventory is checked first: any inventory problem stops the run
-    with exit 2 before a host is contacted.
+    In order: rig facts and preflight; the hardware checks (rig_hw_check_policy, IOMMU
+    kernel options); the NVIDIA driver (open or P2P-patched, built by DKMS for every
+    target kernel); GPU tuning (persistence, power limits, clock locks, compute mode,
+    re-applied at every boot by a systemd unit); the CUDA toolkit; NCCL. A change that
+    needs a reboot is recorded and reported, or rebooted for (rig_reboot_policy). `host NAME`
+    provisions one rig; `fleet` every rig (or those --limit selects) in one run, in
+    parallel. The inventory is checked first: any inventory problem stops the run with
+    exit 2 before a host is contacted.
     """
 
 

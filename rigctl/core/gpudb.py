@@ -40,7 +40,7 @@ MODELS = {
 
 # Compute modes: rig_compute_mode value -> (nvidia-smi -c number, what
 # --query-gpu=compute_mode prints). The one table: the inventory schema takes its names as
-# rig_compute_mode's choices, the GPU facts and the gpu_power_limit module read the rest.
+# rig_compute_mode's choices, the GPU facts and the gpu_settings module read the rest.
 COMPUTE_MODES = {
     "default": (0, "Default"),
     "exclusive_process": (3, "Exclusive_Process"),

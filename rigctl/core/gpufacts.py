@@ -2,7 +2,7 @@
 built on them.
 
 Runs ON the managed host (shipped as module_utils inside the ``gpu_facts``,
-``gpu_power_limit`` and ``hw_checks`` modules) and in the verification suites. Standard
+``gpu_settings`` and ``hw_checks`` modules) and in the verification suites. Standard
 library only, Python 3.9 syntax. The merging and planning functions are pure (text or
 parsed data in, plain dicts out); :func:`gather` runs the tools.
 
@@ -17,7 +17,7 @@ Sources, per GPU:
   layer's ``rigctl-simgpu status --json``; ``locked_source: gpu``). nvidia-smi's query
   fields cannot read locked clocks back on every real driver, so there the clock locks
   rigctl applied since boot, ``/run/rigctl/gpu-clocks.json`` (written by the
-  ``gpu_power_limit`` module and the boot script), are what is compared
+  ``gpu_settings`` module and the boot script), are what is compared
   (``locked_source: record``);
 - ``nvidia-smi -q -d MEMORY`` (driver) or ``lspci -vv`` (no driver): BAR1 size;
 - ``nvidia-smi topo -p2p r``: ``CNS`` cells mark GPUs attached through the chipset.
@@ -31,14 +31,22 @@ import os
 from . import constants, gpudb, gpulayer, gpumodel, hostfacts, parsers
 
 PERSISTENCED_UNIT = "nvidia-persistenced.service"
-POWER_UNIT = "rigctl-power-limits.service"
-POWER_CONF = "/etc/rigctl/power-limits.conf"
+# The boot unit that re-applies the GPU settings (power limits, clock locks, compute mode),
+# the file it reads and the script it runs (role gpu_tuning writes them).
+SETTINGS_UNIT = "rigctl-gpu-settings.service"
+SETTINGS_CONF = "/etc/rigctl/gpu-settings.conf"
+SETTINGS_SCRIPT = "/usr/local/sbin/rigctl-gpu-settings"
+# The same three under the names an earlier rigctl gave them (before they held clock locks
+# and compute mode too): gpu_tuning removes them when it finds them.
+LEGACY_SETTINGS_UNIT = "rigctl-power-limits.service"
+LEGACY_SETTINGS_CONF = "/etc/rigctl/power-limits.conf"
+LEGACY_SETTINGS_SCRIPT = "/usr/local/sbin/rigctl-power-limits"
 # What rigctl locked since boot (tmpfs: gone at reboot, like the locks): {bus id: [min, max]}.
 CLOCKS_RECORD = "/run/rigctl/gpu-clocks.json"
 
 def settings_argument_spec():
     """Module options for the GPU settings (rig_power_limit_*, rig_gpu_clock_lock_*,
-    rig_compute_mode), shared by the gpu_facts and gpu_power_limit modules. A fresh copy:
+    rig_compute_mode), shared by the gpu_facts and gpu_settings modules. A fresh copy:
     AnsibleModule may keep a reference to it."""
     return {
         "power_limit_w": {"type": "int", "required": False},
@@ -65,22 +73,33 @@ def bar1_from_q(text):
 
 
 def bar1_from_lspci(devices):
-    """{bus id: BAR1 MiB} of NVIDIA devices in parsed ``lspci -vv`` (the Resizable BAR
-    capability's current size, else the size of memory region 1)."""
+    """{bus id: BAR1 MiB} of NVIDIA display devices in parsed ``lspci -v``/``-vv``: the VRAM
+    aperture (NVIDIA's "BAR1"), picked by what it is, not by its region number: the largest
+    prefetchable memory region (region 1 on GeForce cards, region 2 on the RTX PRO 6000
+    Blackwell, no number in ``-v`` output). Its size is the Physical Resizable BAR
+    capability's current size for that region when shown (it is there when the region is
+    unassigned), else the region's size. Audio functions and devices without a prefetchable
+    region have none."""
     out = {}
     for dev in devices:
         if dev.get("vendor_id") not in (None, constants.NVIDIA_PCI_VENDOR):
             continue
         if dev.get("vendor_id") is None and "NVIDIA" not in (dev.get("description") or ""):
             continue
+        regions = [r for r in dev.get("memory_regions") or [] if r.get("prefetchable")]
+        if not regions:
+            continue
+        rebar = {bar["bar"]: bar.get("current_bytes") for bar in dev.get("rebar") or []
+                 if bar.get("current_bytes")}
+        sized = [r for r in regions if r.get("size_bytes")]
         size = None
-        for bar in dev.get("rebar") or []:
-            if bar["bar"] == 1 and bar.get("current_bytes"):
-                size = bar["current_bytes"]
-        if size is None:
-            for region in dev.get("memory_regions") or []:
-                if region.get("index") == 1 and region.get("size_bytes"):
-                    size = region["size_bytes"]
+        if sized:
+            vram = max(sized, key=lambda r: r["size_bytes"])
+            size = rebar.get(vram.get("index")) or vram["size_bytes"]
+        elif rebar:
+            # regions unassigned (no size printed): the prefetchable regions' ReBAR sizes
+            sizes = [rebar[r["index"]] for r in regions if r.get("index") in rebar]
+            size = max(sizes) if sizes else None
         if size is not None:
             try:
                 out[gpudb.normalize_bus_id(dev["bdf"])] = int(size // 2**20)
@@ -312,7 +331,7 @@ def plan_gpu_settings(gpus, clock_lock=None, clock_overrides=None, compute_mode=
 def plan_tuning(gpus, power_limit_w=None, power_limit_overrides=None, clock_lock_mhz=None,
                 clock_lock_overrides=None, compute_mode=None):
     """The desired tuning state of every GPU and how the live state differs from it: the
-    one comparison that provision (``gpu_power_limit``) converges and verify checks.
+    one comparison that provision (``gpu_settings``) converges and verify checks.
 
     Null means the card's default everywhere: its default power limit, unlocked clocks,
     the ``default`` compute mode. Returns ``{"power": plan_power_limits(...), "settings":
@@ -383,19 +402,21 @@ def tuning_diff(plan, unit=None, unit_start=False):
     if unit and unit_start:
         out.append({"before_header": unit, "after_header": unit,
                     "before": "not run at this boot (inactive)\n",
-                    "after": "started: re-applies %s\n" % POWER_CONF})
+                    "after": "started: re-applies %s\n" % SETTINGS_CONF})
     return out
 
 
-def power_conf(plan, settings=None):
-    """The text of ``/etc/rigctl/power-limits.conf`` for a power plan and optionally a
+def settings_conf(plan, settings=None):
+    """The text of ``/etc/rigctl/gpu-settings.conf`` for a power plan and optionally a
     settings plan (:func:`plan_gpu_settings`): ``<bus id> <watts>`` lines, then
-    ``<bus id> clocks <min>,<max>`` and ``<bus id> compute <nvidia-smi -c number>``."""
+    ``<bus id> clocks <min>,<max>`` and ``<bus id> compute <nvidia-smi -c number>``. The
+    one writer of the format: the gpu_facts module returns it, role gpu_tuning writes it."""
     lines = [
         "# Written by rigctl (role gpu_tuning). GPU power limits, clock locks and compute modes",
-        "# re-applied at every boot by %s:" % POWER_UNIT,
+        "# re-applied at every boot by %s:" % SETTINGS_UNIT,
         "# <PCI bus id> <watts> | <PCI bus id> clocks <min>,<max> | <PCI bus id> compute <0|2|3>.",
-        "# Edit the inventory, not this file.",
+        "# Edit the inventory (rig_power_limit_w, rig_power_limit_overrides, rig_gpu_clock_lock_mhz,",
+        "# rig_gpu_clock_lock_overrides, rig_compute_mode), not this file.",
     ]
     by_bus = {g["bus_id"]: g for g in plan["gpus"]}
     for bus in sorted(plan["configured"]):
@@ -419,8 +440,8 @@ def power_conf(plan, settings=None):
     return "\n".join(lines) + "\n"
 
 
-def parse_power_conf(text):
-    """What ``/etc/rigctl/power-limits.conf`` (:func:`power_conf`) lists, read the way the
+def parse_settings_conf(text):
+    """What ``/etc/rigctl/gpu-settings.conf`` (:func:`settings_conf`) lists, read the way the
     boot script reads it (``<bus> <what> <value>``, ``#`` comments): {"power": {bus: watts},
     "clocks": {bus: [min, max]}, "compute": {bus: nvidia-smi -c number}, "unreadable":
     [lines the boot script could not apply]}."""
@@ -571,6 +592,7 @@ def gather(root="/", lspci=True):
         "gpus": gpus,
         "bridges": bridges if devices is not None else None,
         "persistenced": unit_state(PERSISTENCED_UNIT),
-        "power_unit": unit_state(POWER_UNIT),
+        "settings_unit": unit_state(SETTINGS_UNIT),
+        "legacy_settings_unit": unit_state(LEGACY_SETTINGS_UNIT),
         "errors": errors,
     }

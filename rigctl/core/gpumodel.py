@@ -2,9 +2,9 @@
 
 :func:`build` merges what sysfs says (``hostfacts.pci_gpus``) with what the driver says
 (``nvidia-smi --query-gpu`` rows with :data:`QUERY_FIELDS`) and, where the caller read
-them, BAR1 sizes, chipset flags and locked clocks. The rig facts (``rig.gpus``, module
+them, BAR1 sizes, chipset flags and locked clocks. The rig facts (``rig_host.gpus``, module
 ``rig_facts``) and the GPU facts (``rig_gpus.gpus``, modules ``gpu_facts``,
-``gpu_power_limit``, ``hw_checks``) are both built by it: one shape; what a gatherer did
+``gpu_settings``, ``hw_checks``) are both built by it: one shape; what a gatherer did
 not read is None (``bar1_mib``, ``behind_chipset``, ``clocks.locked_source``).
 
 Pure (parsed data in, plain dicts out). Runs on the managed host: standard library only,

@@ -7,6 +7,8 @@ under `enforce`."""
 from __future__ import annotations
 
 import json
+import posixpath
+import shlex
 import uuid
 
 import pytest
@@ -76,7 +78,7 @@ def test_check_mode_changes_nothing(lab):
     proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", inv, "--check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert lab.limits("lab-rig-1") == [350.0] * 4
-    assert "No such file" in lab.ssh("lab-rig-1", "cat /etc/rigctl/power-limits.conf 2>&1")
+    assert "No such file" in lab.ssh("lab-rig-1", "cat /etc/rigctl/gpu-settings.conf 2>&1")
 
 
 def test_limits_applied_then_back_after_reboot_without_rigctl(lab):
@@ -90,7 +92,7 @@ def test_limits_applied_then_back_after_reboot_without_rigctl(lab):
     assert lab.limits("lab-rig-1") == [275.0, 275.0, 250.0, 275.0]
     state = lab.ssh(
         "lab-rig-1",
-        "systemctl is-active rigctl-power-limits nvidia-persistenced; "
+        "systemctl is-active rigctl-gpu-settings nvidia-persistenced; "
         "nvidia-smi --query-gpu=persistence_mode --format=csv,noheader",
     )
     assert state.split() == ["active", "active"] + ["Enabled"] * 4
@@ -103,7 +105,7 @@ def test_removing_the_setting_restores_defaults_and_removes_the_unit(lab):
     proc = lab.rigctl("provision", "host", "lab-rig-1", "-i", inv)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert lab.limits("lab-rig-1") == [350.0] * 4
-    out = lab.ssh("lab-rig-1", "ls /etc/systemd/system/rigctl-power-limits.service 2>&1")
+    out = lab.ssh("lab-rig-1", "ls /etc/systemd/system/rigctl-gpu-settings.service 2>&1")
     assert "No such file" in out
 
 
@@ -164,7 +166,7 @@ def test_clock_lock_and_compute_mode_applied_back_after_reboot_then_removed(lab)
     assert _modes(lab, "lab-rig-1") == ["Default"] * 4
     assert _locks(lab, "lab-rig-1") == [None] * 4
     out = lab.ssh(
-        "lab-rig-1", "ls /etc/systemd/system/rigctl-power-limits.service /run/rigctl/gpu-clocks.json 2>&1"
+        "lab-rig-1", "ls /etc/systemd/system/rigctl-gpu-settings.service /run/rigctl/gpu-clocks.json 2>&1"
     )
     assert out.count("No such file") == 2
 
@@ -247,7 +249,7 @@ def test_provision_then_verify_agree_and_each_drift_is_caught_then_repaired(drif
 
     # Drift made by hand, as a rig owner would.
     _by_hand(lab, "sudo nvidia-smi -i 1 -pl 300 && sudo nvidia-smi -i 0 -c 0 "
-             "&& sudo nvidia-smi -i 2 -rgc && sudo systemctl stop rigctl-power-limits")
+             "&& sudo nvidia-smi -i 2 -rgc && sudo systemctl stop rigctl-gpu-settings")
     rc, checks = _verify(lab, inv)
     assert rc == 1
     found = {n: checks[n]["details"] for n in TUNING_CHECKS if checks[n]["outcome"] == "failed"}
@@ -309,3 +311,58 @@ def test_check_diff_shows_per_gpu_before_and_after(drift_lab):
     rc, summary = lab.rigctl.json("provision", "host", "lab-rig-1", "-i", inv, "--check",
                                   "--json")
     assert rc == 0 and summary["hosts"]["lab-rig-1"]["changed"] == 1, summary["changes"]
+
+
+# --- a rig provisioned by an earlier rigctl: rigctl-power-limits is migrated -----------
+
+LEGACY_UNIT = "rigctl-power-limits.service"
+LEGACY_CONF = "/etc/rigctl/power-limits.conf"
+LEGACY_SCRIPT = "/usr/local/sbin/rigctl-power-limits"
+# What an earlier rigctl installed (its power-limits-only format): 300 W on every GPU,
+# applied at boot by its own unit and script.
+LEGACY_FILES = {
+    LEGACY_CONF: "# Written by rigctl (role gpu_tuning).\n" + "".join(
+        f"0000:{bus}:00.0 300\n" for bus in ("01", "21", "41", "61")),
+    LEGACY_SCRIPT: "#!/bin/sh\nwhile read -r bus w _; do\n"
+                   "  case \"$bus\" in ''|'#'*) continue ;; esac\n"
+                   "  nvidia-smi -i \"$bus\" -pl \"$w\"\ndone < \"$1\"\n",
+    f"/etc/systemd/system/{LEGACY_UNIT}": (
+        "[Unit]\nDescription=rigctl: GPU power limits\nConditionPathExists=" + LEGACY_CONF +
+        "\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=" + LEGACY_SCRIPT + " " +
+        LEGACY_CONF + "\n\n[Install]\nWantedBy=multi-user.target\n"),
+}
+
+
+def test_boot_unit_of_an_earlier_rigctl_is_migrated(drift_lab):
+    lab = drift_lab
+    plain = lab.inventory("lab-rig-1")
+    _provision(lab, plain, {}, "defaults")  # nothing of rigctl's boot unit on the rig
+    for path, text in LEGACY_FILES.items():
+        _by_hand(lab, f"sudo mkdir -p {posixpath.dirname(path)} && printf '%s' {shlex.quote(text)} "
+                      f"| sudo tee {path} >/dev/null && sudo chmod 0755 {path}")
+    _by_hand(lab, f"sudo systemctl daemon-reload && sudo systemctl enable --now {LEGACY_UNIT}")
+    assert lab.limits("lab-rig-1") == [300.0] * 4  # the old unit ran
+
+    inv = lab.inventory("lab-rig-1", **LIMITS)
+    summary = _provision(lab, inv, {}, "migration")
+    tasks = {c["task"] for c in summary["changes"]}
+    assert ("Remove the boot unit, file and script of an earlier rigctl "
+            "(now rigctl-gpu-settings.service)") in tasks, tasks
+    assert f"Stop and disable the boot unit of an earlier rigctl ({LEGACY_UNIT})" in tasks, tasks
+    gone = lab.ssh("lab-rig-1", f"ls {' '.join(LEGACY_FILES)} 2>&1; "
+                   f"systemctl show -p LoadState --value {LEGACY_UNIT}")
+    assert gone.count("No such file") == 3 and gone.split()[-1] == "not-found", gone
+    assert lab.limits("lab-rig-1") == [275.0, 275.0, 250.0, 275.0]
+    new = lab.ssh("lab-rig-1", "systemctl is-enabled rigctl-gpu-settings; "
+                  "systemctl is-active rigctl-gpu-settings; cat /etc/rigctl/gpu-settings.conf")
+    assert new.split()[:2] == ["enabled", "active"], new
+    assert "0000:41:00.0 250  # GPU 2" in new and "rigctl-gpu-settings.service" in new, new
+
+    again = _provision(lab, inv, {}, "re-run")
+    assert again["hosts"]["lab-rig-1"]["changed"] == 0, again["changes"]
+    # At the next boot only the new unit applies the settings (the old one is gone).
+    lab.rigctl("lab", "restart", "--name", lab.name, "lab-rig-1", check=True)
+    assert lab.limits("lab-rig-1") == [275.0, 275.0, 250.0, 275.0]
+    rc, checks = _verify(lab, inv)
+    assert all(checks[n]["outcome"] == "simulated" for n in TUNING_CHECKS), checks
+    _provision(lab, plain, {}, "back to defaults")

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from rigctl import paths
 from rigctl.core import constants, gpufacts, gpumodel, hostfacts, parsers
 from rigctl.simgpu import install, load_profile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from captures import read_capture  # noqa: E402
+from tests.captures import read_capture
 
 SCRIPT = Path(install.SIMULATOR_SOURCE)
 
@@ -115,7 +115,7 @@ def test_power_plan_default_overrides_and_selectors():
     assert [(g["target_w"], g["change"]) for g in plan["gpus"]] == [(275, True), (300, True), (250, True)]
     assert plan["configured"] == {"0000:01:00.0": 275, "0000:21:00.0": 300, "0000:41:00.0": 250}
     assert plan["gpus"][2]["source"] == "rig_power_limit_overrides['41:00.0']"
-    assert "0000:41:00.0 250  # GPU 2" in gpufacts.power_conf(plan)
+    assert "0000:41:00.0 250  # GPU 2" in gpufacts.settings_conf(plan)
 
 
 def test_power_plan_no_setting_restores_default_and_nothing_configured():
@@ -167,19 +167,19 @@ def test_settings_plan_locks_overrides_compute_mode_and_conf():
                for g in plan["gpus"])
     assert plan["configured"]["0000:41:00.0"] == {"clocks": [210, 1500], "compute": 3}
     power = gpufacts.plan_power_limits(_gpus(), 275, {})
-    conf = gpufacts.power_conf(power, plan)
+    conf = gpufacts.settings_conf(power, plan)
     assert "0000:41:00.0 275  # GPU 2" in conf
     assert "0000:41:00.0 clocks 210,1500  # GPU 2" in conf and "0000:41:00.0 compute 3" in conf
     # what the boot script and the tuning suite read back is exactly the plan
-    read = gpufacts.parse_power_conf(conf)
+    read = gpufacts.parse_settings_conf(conf)
     assert read["power"] == {bus: float(w) for bus, w in power["configured"].items()}
     assert read["clocks"] == {b: c["clocks"] for b, c in plan["configured"].items() if "clocks" in c}
     assert read["compute"] == {b: c["compute"] for b, c in plan["configured"].items()}
     assert read["unreadable"] == []
 
 
-def test_power_conf_reader_reports_what_the_boot_script_cannot_apply():
-    read = gpufacts.parse_power_conf("# c\n0000:01:00.0 270.5 # GPU 0\n0000:01:00.0 clocks 210\n"
+def test_settings_conf_reader_reports_what_the_boot_script_cannot_apply():
+    read = gpufacts.parse_settings_conf("# c\n0000:01:00.0 270.5 # GPU 0\n0000:01:00.0 clocks 210\n"
                                      "0000:01:00.0 compute x\n\n")
     assert read["power"] == {"0000:01:00.0": 270.5} and read["clocks"] == {}
     assert read["unreadable"] == ["0000:01:00.0 clocks 210", "0000:01:00.0 compute x"]
@@ -292,7 +292,7 @@ TUNING = dict(power_limit_w=275, power_limit_overrides={"41:00.0": 250},
 def test_plan_tuning_in_place_has_no_drift_and_no_diff():
     plan = gpufacts.plan_tuning(_tuned_gpus(), **TUNING)
     assert plan["errors"] == [] and plan["drift"] == []
-    assert gpufacts.tuning_diff(plan, gpufacts.POWER_UNIT) == []
+    assert gpufacts.tuning_diff(plan, gpufacts.SETTINGS_UNIT) == []
 
 
 def test_plan_tuning_finds_each_hand_made_drift():
@@ -306,10 +306,10 @@ def test_plan_tuning_finds_each_hand_made_drift():
         (2, "clocks", "unlocked", "locked 210-1500 MHz"),
     ]
     assert plan["drift"][2]["source"] == "rig_gpu_clock_lock_overrides[2]"
-    diff = gpufacts.tuning_diff(plan, gpufacts.POWER_UNIT, unit_start=True)
+    diff = gpufacts.tuning_diff(plan, gpufacts.SETTINGS_UNIT, unit_start=True)
     assert [d["before_header"] for d in diff] == [
         "GPU 0 (0000:01:00.0) NVIDIA GeForce RTX 3090", "GPU 1 (0000:21:00.0) NVIDIA GeForce RTX 3090",
-        "GPU 2 (0000:41:00.0) NVIDIA GeForce RTX 3090", gpufacts.POWER_UNIT]
+        "GPU 2 (0000:41:00.0) NVIDIA GeForce RTX 3090", gpufacts.SETTINGS_UNIT]
     assert diff[1]["before"] == ("power limit: 300 W\nclocks: locked 210-1695 MHz\n"
                                  "compute mode: exclusive_process\n")
     assert diff[1]["after"] == ("power limit: 275 W\nclocks: locked 210-1695 MHz\n"
@@ -347,3 +347,17 @@ def test_plan_tuning_unreadable_state_is_not_drift():
         g["compute_mode"] = None
     plan = gpufacts.plan_tuning(gpus)
     assert plan["errors"] == [] and plan["drift"] == []
+
+
+def test_role_names_the_boot_unit_files_as_gpufacts_does():
+    """The gpu_tuning role writes (and migrates from) the paths gpufacts reads: one set of
+    names, repeated in the role's vars only because Jinja cannot import them."""
+    role = yaml.safe_load((paths.ansible_dir() / "roles/gpu_tuning/vars/main.yml").read_text())
+    assert (role["gpu_tuning_settings_unit"], role["gpu_tuning_settings_conf"],
+            role["gpu_tuning_settings_script"]) == (
+        gpufacts.SETTINGS_UNIT, gpufacts.SETTINGS_CONF, gpufacts.SETTINGS_SCRIPT)
+    assert (role["gpu_tuning_legacy_unit"], role["gpu_tuning_legacy_conf"],
+            role["gpu_tuning_legacy_script"]) == (
+        gpufacts.LEGACY_SETTINGS_UNIT, gpufacts.LEGACY_SETTINGS_CONF,
+        gpufacts.LEGACY_SETTINGS_SCRIPT)
+    assert role["gpu_tuning_clocks_record"] == gpufacts.CLOCKS_RECORD

@@ -270,3 +270,35 @@ def test_dpkg_interrupted(rig_root):
     assert hostfacts.dpkg_state(str(rig_root)) == {"present": True, "interrupted": False}
     put(rig_root, "var/lib/dpkg/updates/0001", "Package: x\n")
     assert hostfacts.dpkg_state(str(rig_root)) == {"present": True, "interrupted": True}
+
+
+def _fact_keys() -> set[str]:
+    """The top-level keys of the rig facts, read off hostfacts.gather's return."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(hostfacts.gather))
+    (ret,) = [n for n in ast.walk(tree) if isinstance(n, ast.Return)]
+    return {k.value for k in ret.value.keys}
+
+
+def test_ansible_content_reads_the_facts_as_rig_host():
+    """rig_facts sets its facts as `rig_host` (next to `rig_gpus`); a role, playbook or
+    scenario still reading the old name `rig` would find nothing there."""
+    import re
+
+    from rigctl import paths
+
+    keys = _fact_keys()
+    assert {"kernel", "driver", "gpus", "reboot", "gpu_view"} <= keys
+    names = "|".join(sorted(keys))
+    old = re.compile(r"(?<![\w.\-/])rig(\.(" + names + r")\b|\[|\s+is\s+(not\s+)?defined)")
+    root = paths.ansible_dir()
+    found = []
+    for top in ("roles", "playbooks", "molecule"):
+        for path in sorted((root / top).rglob("*")):
+            if path.suffix in (".yml", ".yaml", ".j2") and path.is_file():
+                for n, line in enumerate(path.read_text().splitlines(), 1):
+                    if old.search(line.split("#", 1)[0] if path.suffix != ".j2" else line):
+                        found.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
+    assert found == []

@@ -8,15 +8,10 @@ outputs and the other health-check inputs) with values read off the file.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from rigctl.core import parsers
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from captures import capture_names, read_capture  # noqa: E402
+from tests.captures import capture_names, read_capture
 
 GIB = 2**30
 MIB = 2**20

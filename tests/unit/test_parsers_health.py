@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from rigctl.core import benchout, kernlog, nvsmi, parsers, pcitopo
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from captures import read_capture  # noqa: E402
+from tests.captures import read_capture
 
 # --- kernel log: Xid ----------------------------------------------------------------------
 

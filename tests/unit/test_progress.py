@@ -71,7 +71,7 @@ def test_one_line_per_meaningful_step_per_rig():
         t,
         "Set the GPU power limits that differ",
         "gpu_tuning",
-        "gpu_power_limit",
+        "gpu_settings",
         {"lab-rig-1": "changed", "lab-rig-2": "ok"},
     )
     lines += run_task(

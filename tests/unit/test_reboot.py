@@ -144,10 +144,10 @@ def test_run_result_lists_rigs_to_reboot_last_mark_wins(tmp_path):
     result = RunResult(playbook="provision.yml", status="successful", rc=0, artifacts=tmp_path)
     pending = {"required": True, "reasons": ["kernel command line: x"]}
     result.host_facts = {
-        "a": {"rig": {"reboot": pending}},
-        "b": {"rig": {"reboot": pending}, "rig_reboot": {"required": False, "reasons": []}},
-        "c": {"rig": {"reboot": {"required": False}}, "rig_reboot": pending},
-        "d": {"rig": {}},
+        "a": {"rig_host": {"reboot": pending}},
+        "b": {"rig_host": {"reboot": pending}, "rig_reboot": {"required": False, "reasons": []}},
+        "c": {"rig_host": {"reboot": {"required": False}}, "rig_reboot": pending},
+        "d": {"rig_host": {}},
     }
     assert result.reboots() == {"a": ["kernel command line: x"], "c": ["kernel command line: x"]}
     assert result.as_dict()["reboot_required"] == result.reboots()
@@ -159,7 +159,7 @@ def test_provision_summary_prints_a_line_per_rig_to_reboot(tmp_path, capsys):
 
     result = RunResult(playbook="provision.yml", status="successful", rc=0, artifacts=tmp_path)
     result.host_facts = {"rig-b": {"rig_reboot": {"required": True, "reasons": ["r1", "r2"]}},
-                         "rig-a": {"rig": {"reboot": {"required": False, "reasons": []}}}}
+                         "rig-a": {"rig_host": {"reboot": {"required": False, "reasons": []}}}}
     print_summary(result, "provision")
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("reboot")]
     assert lines == ["reboot needed: rig-b: r1; r2"]

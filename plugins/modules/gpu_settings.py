@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: gpu_power_limit
+module: gpu_settings
 short_description: Set NVIDIA GPU power limits, clock locks and compute mode, only where they differ
 description:
   - Reads every GPU's current, default, min and max power limit, maximum SM clock and
@@ -25,7 +25,7 @@ description:
     the boot script writes it too) and asserts every configured lock again on each run
     (C(nvidia-smi -lgc) with the same values changes nothing on a GPU that has them), so a
     lock reset by hand is repaired; those are returned in RV(reasserted), not as changes.
-  - With O(boot_unit), starts C(rigctl-power-limits.service) when it has not run at this
+  - With O(boot_unit), starts C(rigctl-gpu-settings.service) when it has not run at this
     boot (it applies the configured settings; the module then sets only what it left),
     so provision leaves the unit run and nothing is applied twice.
   - Supports check mode and diff mode (per GPU the power limit, clocks and compute mode
@@ -49,7 +49,7 @@ options:
     required: false
     choices: [default, exclusive_process, prohibited]
   boot_unit:
-    description: Start rigctl-power-limits.service (written and enabled) when it has not run at this boot.
+    description: Start rigctl-gpu-settings.service (written and enabled) when it has not run at this boot.
     type: bool
     default: false
 """
@@ -114,7 +114,7 @@ def main():
         module.fail_json(msg="; ".join(plan["errors"]), errors=plan["errors"],
                          gpus=plan["power"]["gpus"], settings=plan["settings"]["gpus"],
                          changes=[], changed=False)
-    unit = facts["power_unit"]
+    unit = facts["settings_unit"]
     # The boot unit applies the configured settings; start it when it has not run at this
     # boot (first provision, a failed or stopped run), so that it is not applied twice.
     start_unit = bool(module.params["boot_unit"] and unit["present"] and not unit["active"])
@@ -126,7 +126,7 @@ def main():
         "gpus": plan["power"]["gpus"],
         "settings": plan["settings"]["gpus"],
         "configured": plan["power"]["configured"],
-        "diff": gpufacts.tuning_diff(plan, gpufacts.POWER_UNIT, start_unit),
+        "diff": gpufacts.tuning_diff(plan, gpufacts.SETTINGS_UNIT, start_unit),
     }
     # Where the driver cannot read locked clocks back, a lock reset by hand cannot be seen:
     # configured locks are asserted again on every run (nvidia-smi -lgc with the same
@@ -139,11 +139,11 @@ def main():
         module.exit_json(**result)
 
     if start_unit:
-        rc, out, err = hostfacts.run(["systemctl", "start", gpufacts.POWER_UNIT])
+        rc, out, err = hostfacts.run(["systemctl", "start", gpufacts.SETTINGS_UNIT])
         if rc != 0:
             module.fail_json(
                 msg="%s failed: %s; see journalctl -b -u %s"
-                % (gpufacts.POWER_UNIT, (out + err).strip() or "rc=%d" % rc, gpufacts.POWER_UNIT),
+                % (gpufacts.SETTINGS_UNIT, (out + err).strip() or "rc=%d" % rc, gpufacts.SETTINGS_UNIT),
                 changes=changes, changed=True)
         # What the unit did not set (GPUs back at their defaults) is set below.
         facts = gpufacts.gather(lspci=False)
