@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: hw_checks
-short_description: Check Resizable BAR, IOMMU, ACS, PCIe links, chipset GPUs, GPU generations
+short_description: Check Resizable BAR, IOMMU, ACS, PCIe links, chipset GPUs, GPU generations, displays
 description:
   - Gathers the GPU facts (sysfs, nvidia-smi when a driver answers, lspci -vv) and the IOMMU
     mode, and evaluates every check with the rig's policy.
@@ -15,6 +15,11 @@ options:
   flavor: {type: str, default: open, choices: [open, p2p]}
   policy: {type: str, required: false, choices: [enforce, warn]}
   iommu_policy: {type: str, default: check, choices: [check, passthrough, "off"]}
+  p2p_base:
+    description:
+      - The NVIDIA base of the P2P branch (rig_driver_version, flavor p2p): a GPU driving a
+        display breaks P2P on RTX 5090s with branches before 610.x.
+    type: str
 """
 
 RETURN = r"""
@@ -27,7 +32,7 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rigctl.core import gpufacts, hostfacts, hwchecks
+from ansible.module_utils.rigctl.core import gpufacts, gpulayer, hostfacts, hwchecks
 
 
 def main():
@@ -36,16 +41,19 @@ def main():
             "flavor": {"type": "str", "default": "open", "choices": ["open", "p2p"]},
             "policy": {"type": "str", "required": False, "choices": ["enforce", "warn"]},
             "iommu_policy": {"type": "str", "default": "check", "choices": ["check", "passthrough", "off"]},
+            "p2p_base": {"type": "str", "required": False},
         },
         supports_check_mode=True,
     )
     facts = gpufacts.gather(lspci=True)
     iommu = hostfacts.read_iommu()
     vendor = hostfacts.cpu_vendor("/")
+    display = hwchecks.read_display(gpulayer.layer("/"), facts["gpus"], facts["driver_answers"])
     report = hwchecks.evaluate(
         facts, iommu, vendor, module.params["flavor"], module.params["policy"],
-        module.params["iommu_policy"],
+        module.params["iommu_policy"], module.params["p2p_base"], display,
     )
+    report["display"] = display
     report["iommu"] = iommu
     report["gpus"] = facts["gpus"]
     report["errors"] = facts["errors"]

@@ -11,9 +11,14 @@ description:
   - C(state=built) registers a source tree under its own DKMS name and builds it for every
     target kernel without installing it; a failed build unregisters it again, leaves the
     installed driver as it was and fails with the build log's relevant lines.
-  - C(state=installed) also installs it for every target kernel, then checks which module
-    file each target kernel resolves (no stock module may shadow it) and writes the
-    provenance record.
+  - C(state=installed) also installs it for every target kernel, then (with
+    C(expect_module)) moves away every other copy of the driver's modules under the
+    kernel's updates/dkms and extra trees that depmod could prefer (kept under
+    /var/lib/rigctl/removed-modules/KERNEL/), rebuilds an initramfs that still holds a
+    removed or older NVIDIA module (C(update-initramfs -u -k KERNEL)), checks which module
+    file each target kernel resolves (no stock module may shadow it) and that no initramfs
+    holds a stale copy, and writes the provenance record (with the NVIDIA installer's
+    record when the userspace came from it).
   - C(state=absent) removes every version registered under the name.
   - Nothing is rebuilt when DKMS already has the version built or installed for a kernel.
   - Runs depmod only for the target kernels (DKMS does), never loads a module.
@@ -54,7 +59,10 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rigctl.core import driver, gittree, hostfacts
+from ansible.module_utils.rigctl.core import driver, gittree, hostfacts, runfile
+
+# Where stray copies of the driver's modules go (kept, never deleted: a rig owner can look).
+REMOVED_DIR = "/var/lib/rigctl/removed-modules"
 
 
 def dkms_states(name):
@@ -64,6 +72,87 @@ def dkms_states(name):
         if e["module"] == name:
             states.setdefault(e["version"], {})[e["kernel"]] = e["state"]
     return states
+
+
+def own_module_files(name, version, kernel):
+    """The files DKMS installs for NAME/VERSION under /lib/modules/KERNEL/updates/dkms:
+    the built modules' names, with any compression DKMS may add on install."""
+    built = f"/var/lib/dkms/{name}/{version}/{kernel}/{os.uname()[4]}/module"
+    try:
+        bases = {runfile.module_base(n) for n in os.listdir(built)} - {None}
+    except OSError:
+        bases = set()
+    top = os.path.join("/lib/modules", kernel, "updates/dkms")
+    return [os.path.join(top, b + ext) for b in bases for ext in (".ko", ".ko.xz", ".ko.zst", ".ko.gz")]
+
+
+def remove_stray_copies(module, name, version, kernels, result):
+    """Move away the driver module files under updates/dkms and extra that are not this
+    build's (depmod could prefer them), then depmod those kernels."""
+    for k in kernels:
+        ours = own_module_files(name, version, k)
+        if not ours:
+            continue  # what DKMS built is unreadable: never guess which files are ours
+        strays = runfile.stray_copies(runfile.module_copies(k), ours)
+        if not strays:
+            continue
+        result["changed"] = True
+        result.setdefault("removed_copies", {})[k] = strays
+        if module.check_mode:
+            continue
+        top = os.path.join("/lib/modules", k)
+        for path in strays:
+            dest = os.path.join(REMOVED_DIR, k, os.path.relpath(path, top))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.move(path, dest)
+        rc, out, err = module.run_command(["depmod", "-a", k])
+        if rc != 0:
+            module.fail_json(msg=f"depmod -a {k} failed after moving stray NVIDIA modules to "
+                                 f"{REMOVED_DIR}: {(err or out).strip()}", **result)
+
+
+def stale_initramfs(kernel):
+    """NVIDIA modules the kernel's initramfs holds that are gone from disk or older than
+    the copy on disk; None when there is no initramfs or no lsinitramfs to read it."""
+    initrd = f"/boot/initrd.img-{kernel}"
+    lsinit = shutil.which("lsinitramfs")
+    if not os.path.isfile(initrd) or not lsinit:
+        return None
+    rc, out, _ = hostfacts.run([lsinit, initrd], timeout=300)
+    if rc != 0:
+        return None
+    held = runfile.initramfs_modules(out, kernel)
+    on_disk = {}
+    for rel in held:
+        try:
+            on_disk[rel] = os.stat(os.path.join("/lib/modules", kernel, rel)).st_mtime
+        except OSError:
+            on_disk[rel] = None
+    return runfile.stale_initramfs_modules(held, on_disk, os.stat(initrd).st_mtime)
+
+
+def refresh_initramfs(module, kernels, result):
+    """Rebuild the initramfs of every target kernel that still holds a stale NVIDIA module,
+    then check again."""
+    for k in kernels:
+        stale = stale_initramfs(k)
+        if not stale:
+            continue
+        result["changed"] = True
+        result.setdefault("initramfs_rebuilt", {})[k] = stale
+        if module.check_mode:
+            continue
+        tool = module.get_bin_path("update-initramfs")
+        if not tool:
+            module.fail_json(msg=f"the initramfs of {k} holds NVIDIA modules that are gone or "
+                                 f"older on disk ({', '.join(stale)}) and update-initramfs is not "
+                                 "installed to rebuild it", **result)
+        rc, out, err = module.run_command([tool, "-u", "-k", k])
+        still = stale_initramfs(k) if rc == 0 else stale
+        if rc != 0 or still:
+            module.fail_json(msg=f"update-initramfs -u -k {k} did not remove the stale NVIDIA "
+                                 f"modules from /boot/initrd.img-{k} ({', '.join(still or stale)}): "
+                                 f"{(err or out).strip()[-1500:]}", **result)
 
 
 def main():
@@ -217,6 +306,8 @@ def main():
                 remove_version(ver)
 
     if state == "installed" and p["expect_module"]:
+        remove_stray_copies(module, name, version, kernels, result)
+        refresh_initramfs(module, kernels, result)
         resolved, bad = {}, []
         target = hostfacts.modprobe_name()
         for k in kernels:
@@ -224,8 +315,11 @@ def main():
             resolved[k] = {key: info.get(key) for key in
                            ("filename", "version", "license", "location", "srcversion")}
             resolved[k].update(kernel=k, name=target)
-            want = "/var/lib/dkms/{}/{}/{}/{}/module/{}.ko".format(
+            # the build as DKMS keeps it (Debian 13's DKMS keeps and installs .ko.xz)
+            base = "/var/lib/dkms/{}/{}/{}/{}/module/{}.ko".format(
                 name, version, k, os.uname()[4], p["expect_module"])
+            want = next((base + ext for ext in ("", ".xz", ".zst", ".gz")
+                         if os.path.exists(base + ext)), base)
             fn = info["filename"] or ""
             ok = target == p["expect_module"] and info.get("location") == "dkms"
             if ok and os.path.exists(want):
@@ -242,6 +336,9 @@ def main():
 
     if state == "installed" and p["provenance"] is not None:
         record = dict(p["provenance"])
+        if record.get("source") == "runfile":
+            # the userspace came from NVIDIA's installer (nvidia_runfile's record)
+            record["runfile"] = runfile.read_record()
         old = driver.read_provenance() or {}
         same_build = old.get("dkms_version") == version and old.get("build_time")
         record["dkms_name"], record["dkms_version"] = name, version

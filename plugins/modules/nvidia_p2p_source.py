@@ -28,9 +28,15 @@ options:
     description:
       - rig_p2p_source as the inventory gives it, C(catalog) (optionally with C(url), a
         local mirror of the catalog's fork) or C(url), C(branch), C(commit).
-      - Catalog names are resolved on the host from rigctl.core.catalog, the one list.
+      - Catalog names are resolved on the host from rigctl.core.catalog, the one list,
+        then from C(catalog) (the user catalog).
     type: dict
     required: true
+  catalog:
+    description:
+      - rig_p2p_catalog, the user catalog (named entries that C(rigctl p2p pin) writes),
+        validated like the built-in one.
+    type: dict
   userspace_version:
     description: The NVIDIA userspace version (rig_driver_version).
     type: str
@@ -66,6 +72,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "source": {"type": "dict", "required": True},
+            "catalog": {"type": "dict"},
             "userspace_version": {"type": "str", "required": True},
             "dest": {"type": "path", "default": "/var/lib/rigctl/nvidia-p2p"},
             "packages_before": {"type": "list", "elements": "str"},
@@ -87,7 +94,7 @@ def main():
     if isinstance(raw_url, str) and credurl.has_credentials(raw_url):
         module.no_log_values.add(raw_url)
     try:
-        resolved = driver.resolve_p2p_source(p["source"])
+        resolved = driver.resolve_p2p_source(p["source"], p["catalog"])
     except ValueError as exc:
         module.fail_json(msg=f"{exc}; nothing was changed")
     url, branch, commit = resolved["url"], resolved["branch"], resolved["commit"]

@@ -56,7 +56,7 @@ def lab():
     "--release",
     type=click.Choice(["bookworm", "trixie"]),
     default=None,
-    help="Debian release of the rigs (default bookworm).",
+    help="Debian release of the rigs (default trixie, Debian 13; bookworm is Debian 12).",
 )
 @click.option(
     "--mirror",
@@ -265,7 +265,7 @@ def list_(as_json):
 
 
 @lab.command("image")
-@click.option("--release", type=click.Choice(["bookworm", "trixie"]), default="bookworm", show_default=True)
+@click.option("--release", type=click.Choice(["bookworm", "trixie"]), default="trixie", show_default=True)
 @click.option("--mirror", default=None, metavar="URL", help="Debian mirror (env $RIGCTL_LAB_MIRROR).")
 def image_(release, mirror):
     """Build the lab image now (needs root), or print its tag when it exists."""

@@ -55,7 +55,9 @@ TOOLKIT_DRIVER = {
 # compatibility). Below it, the toolkit's programs do not run at all.
 MINOR_COMPAT_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
 
-_CUDA_RE = re.compile(r"^(\d{2})\.(\d{1,2})$")
+# A CUDA release, major.minor (12.8, 12.10); the inventory schema's too.
+CUDA_VERSION_PATTERN = r"^(\d{2})\.(\d{1,2})$"
+_CUDA_RE = re.compile(CUDA_VERSION_PATTERN)
 
 
 def parse_cuda_version(value):

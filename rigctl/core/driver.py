@@ -22,7 +22,9 @@ P2P_DKMS_NAME = "nvidia-p2p"
 # The kernel modules an open-gpu-kernel-modules tree builds (under kernel-open/).
 OPEN_MODULES = ("nvidia", "nvidia-uvm", "nvidia-modeset", "nvidia-drm", "nvidia-peermem")
 
-_VERSION_RE = re.compile(r"^\d{3}\.\d{1,3}(\.\d{1,3})?$")
+# A driver version as nvidia-smi prints it (570.86.16, 565.77); the inventory schema's too.
+VERSION_PATTERN = r"^\d{3}\.\d{1,3}(\.\d{1,3})?$"
+_VERSION_RE = re.compile(VERSION_PATTERN)
 
 
 # --- versions -------------------------------------------------------------------------
@@ -33,7 +35,7 @@ def version_tuple(version):
 
 
 def is_driver_version(value):
-    return isinstance(value, str) and bool(_VERSION_RE.match(value))
+    return isinstance(value, str) and bool(_VERSION_RE.fullmatch(value))
 
 
 def parse_version_mk(text):
@@ -67,19 +69,20 @@ def apt_version_glob(driver_version):
 # --- the P2P source a rig asks for ------------------------------------------------------
 
 
-def resolve_p2p_source(source):
+def resolve_p2p_source(source, user_catalog=None):
     """``rig_p2p_source`` as {name, url, branch, commit, catalog, driver_version,
     generations}. ``url`` has any credentials stripped (``https://host/path``; see
-    ``p2p_source_credentials``), so it can be printed and recorded. Raises ValueError with
-    a rig owner's message when it is incomplete."""
+    ``p2p_source_credentials``), so it can be printed and recorded. ``user_catalog``:
+    rig_p2p_catalog (catalog names are looked up there after the built-in ones). Raises
+    ValueError with a rig owner's message when it is incomplete."""
     if not isinstance(source, dict):
         raise ValueError("rig_p2p_source must be a mapping with catalog, or url/branch/commit")
     name = source.get("catalog")
     if name:
-        entry = catalog.lookup(name)
+        entry = catalog.lookup(name, user_catalog)
         if entry is None:
             raise ValueError("rig_p2p_source.catalog %r is not in the catalog (known: %s)"
-                             % (name, ", ".join(catalog.P2P_CATALOG)))
+                             % (name, ", ".join(catalog.names(user_catalog))))
         return {
             "catalog": entry.name,
             # a local mirror of the catalog's fork

@@ -8,9 +8,18 @@ Each check returns ``{"name", "title", "status", "summary", "problems", "fix"}``
 ``pass``, ``fail`` or ``unknown`` (the facts to decide are missing: reported, never a stop);
 ``problems`` holds one line per problem naming the GPU (index and bus id) or bridge, what
 was found, what is needed and what to do.
+
+One reader lives here too: :func:`read_display` (which GPUs drive a display, from
+nvidia-smi and the kernel's DRM connectors), for the display check.
 """
 
 from __future__ import annotations
+
+import glob
+import os
+import re
+
+from . import gpudb, hostfacts, parsers
 
 PASS = "pass"
 FAIL = "fail"
@@ -19,7 +28,7 @@ UNKNOWN = "unknown"
 ENFORCE = "enforce"
 WARN = "warn"
 
-CHECKS = ("rebar", "iommu", "acs", "pcie_links", "chipset", "generations")
+CHECKS = ("rebar", "iommu", "acs", "pcie_links", "chipset", "generations", "display")
 
 _IOMMU_FLAG = {"AMD": "amd_iommu=on", "Intel": "intel_iommu=on"}
 
@@ -192,28 +201,49 @@ def check_chipset(gpus):
     return _result("chipset", title, problems, "no GPU behind the chipset", fix, unknown)
 
 
+def _card(gpu):
+    return "%s %s" % (_gpu(gpu), (gpu.get("name") or "").replace("NVIDIA ", "").strip())
+
+
+# Same-generation pairs that still fail with the patched module (aikitoria #38).
+_FAILING_PAIRS = (("RTX 4090", "RTX 6000 Ada"),)
+
+
 def check_generations(gpus, flavor):
     title = "One GPU generation"
     kinds = {}
     for gpu in gpus:
-        kinds.setdefault(gpu.get("generation") or "unknown", []).append(_gpu(gpu))
-    fix = "use GPUs of one generation in a P2P rig, or set `rig_driver_flavor: open`"
+        kinds.setdefault(gpu.get("generation") or "unknown", []).append(_card(gpu))
+    fix = ("use GPUs of one generation in a P2P rig (models of one generation mix, e.g. "
+           "RTX 5090 with RTX PRO 6000 Blackwell), or set `rig_driver_flavor: open`")
     problems = []
     if len(kinds) > 1 and flavor == "p2p":
         problems.append(
-            "mixed GPU generations in a P2P rig (%s): the patched P2P module branches do not "
-            "support P2P between generations; %s"
+            "mixed GPU generations in a P2P rig (%s): P2P between generations needs, besides "
+            "the patched module, a byte patch of the installed libcuda (NVIDIA's binary "
+            "userspace library), which rigctl never applies; %s"
             % ("; ".join("%s: %s" % (k, ", ".join(v)) for k, v in sorted(kinds.items())), fix)
         )
+    names = [(g, g.get("name") or "") for g in gpus]
+    for a, b in _FAILING_PAIRS:
+        left = [g for g, n in names if a in n]
+        right = [g for g, n in names if b in n]
+        if left and right and flavor == "p2p":
+            problems.append(
+                "%s with %s in a P2P rig (%s; %s): P2P between these fails even with the "
+                "patched module; %s" % (a, b, ", ".join(_card(g) for g in left),
+                                        ", ".join(_card(g) for g in right), fix))
     ok = "one generation (%s)" % ", ".join(sorted(kinds)) if len(kinds) <= 1 else (
         "mixed generations (%s), fine without P2P" % ", ".join(sorted(kinds))
     )
     return _result("generations", title, problems, ok, fix)
 
 
-def evaluate(gpu_facts, iommu, cpu_vendor, flavor="open", policy=None, iommu_policy="check"):
+def evaluate(gpu_facts, iommu, cpu_vendor, flavor="open", policy=None, iommu_policy="check",
+             p2p_base=None, display=None):
     """Every check, with the policy that applies. ``failed`` lists the failed checks;
-    ``stop`` is true when the policy is enforce and one failed."""
+    ``stop`` is true when the policy is enforce and one failed. ``p2p_base``: the NVIDIA
+    base of the P2P branch (rig_driver_version); ``display``: :func:`read_display`."""
     gpus = gpu_facts.get("gpus") or []
     results = [
         check_rebar(gpus),
@@ -222,6 +252,7 @@ def evaluate(gpu_facts, iommu, cpu_vendor, flavor="open", policy=None, iommu_pol
         check_pcie_links(gpus),
         check_chipset(gpus),
         check_generations(gpus, flavor),
+        check_display(gpus, display, flavor, p2p_base),
     ]
     applied = effective_policy(policy, flavor)
     failed = [r for r in results if r["status"] == FAIL]
@@ -234,6 +265,131 @@ def evaluate(gpu_facts, iommu, cpu_vendor, flavor="open", policy=None, iommu_pol
         "problems": [line for r in failed for line in r["problems"]],
         "stop": applied == ENFORCE and bool(failed),
     }
+
+
+# --- display-attached GPUs -------------------------------------------------------------
+
+DISPLAY_FIXED_BASE = (610,)
+
+
+def _is_5090(gpu):
+    return "5090" in (gpu.get("name") or "")
+
+
+def check_display(gpus, display, flavor, p2p_base=None):
+    """A GPU driving a display loses the static BAR1 mapping on RTX 5090s with P2P
+    branches before 610.x, and P2P with it. ``display``: {bus id: {"active": bool or None,
+    "connectors": [connected DRM connectors]}} (:func:`read_display`)."""
+    title = "No display on P2P GPUs"
+    fix = ("run the rig headless (the display on the CPU's integrated graphics or another "
+           "card), or use a P2P branch cut from NVIDIA 610.x or newer (aikitoria's 610.43.02 "
+           "on; pin it with `rigctl p2p pin URL BRANCH`)")
+    display = display or {}
+    seen_gpus = display.get("gpus") or {}
+    attached = []
+    for gpu in gpus:
+        seen = seen_gpus.get(gpu["bus_id"]) or {}
+        why = []
+        if seen.get("active"):
+            why.append("nvidia-smi: Display Active")
+        if seen.get("connectors"):
+            why.append("connected: " + ", ".join(seen["connectors"]))
+        if why:
+            attached.append((gpu, "; ".join(why)))
+    names = ", ".join("%s %s (%s)" % (_gpu(g), g.get("name", ""), w) for g, w in attached)
+    problems = []
+    affected = (flavor == "p2p" and any(_is_5090(g) for g in gpus) and p2p_base
+                and _vt(p2p_base) < DISPLAY_FIXED_BASE)
+    if affected:
+        problems = ["%s %s drives a display (%s): on RTX 5090s the P2P branches before 610.x "
+                    "(this one is cut from NVIDIA %s) lose P2P on a display-attached GPU; %s"
+                    % (_gpu(g), g.get("name", ""), w, p2p_base, fix)
+                    for g, w in attached if _is_5090(g)]
+    unknown = None
+    if not display.get("read") and gpus:
+        unknown = "display state unreadable (no driver answer, no DRM connectors)"
+    if attached and not problems:
+        ok = "display on %s (no effect on P2P with this rig's GPUs and branch)" % names
+    else:
+        ok = "no GPU drives a display"
+    return _result("display", title, problems, ok, fix, None if attached else unknown)
+
+
+DISPLAY_FIELDS = ("pci.bus_id", "display_active")
+
+
+def parse_display_csv(text, fields=DISPLAY_FIELDS):
+    """{bus id: bool} from ``nvidia-smi --query-gpu=pci.bus_id,display_active
+    --format=csv,noheader`` (``fields`` None: CSV with its header line, any fields that
+    include those two). ``Enabled`` is true, ``Disabled`` false, anything else None."""
+    out = {}
+    for row in parsers.parse_query_gpu_csv(text, fields=list(fields) if fields else None):
+        try:
+            bus = gpudb.normalize_bus_id(str(row.get("pci.bus_id") or ""))
+        except ValueError:
+            continue
+        value = str(row.get("display_active") or "").strip().lower()
+        out[bus] = {"enabled": True, "disabled": False}.get(value)
+    return out
+
+
+def drm_connectors(sys_root, bus_id):
+    """Connected DRM connectors of a GPU: ``<sysfs>/bus/pci/devices/<bdf>/drm/card*/
+    card*-<connector>/status`` saying ``connected`` (the kernel's own view, also without
+    nvidia-smi). None when the GPU has no ``drm`` directory (no DRM driver bound)."""
+
+
+    found = None
+    for dev in glob.glob(os.path.join(sys_root, "bus/pci/devices/*")):
+        try:
+            if gpudb.normalize_bus_id(os.path.basename(dev)) != bus_id:
+                continue
+        except ValueError:
+            continue
+        if not os.path.isdir(os.path.join(dev, "drm")):
+            continue
+        found = found or []
+        for status in sorted(glob.glob(os.path.join(dev, "drm", "card*", "card*-*", "status"))):
+            try:
+                with open(status) as fh:
+                    state = fh.read().strip()
+            except OSError:
+                continue
+            if state == "connected":
+                found.append(os.path.basename(os.path.dirname(status)).split("-", 1)[1])
+    return found
+
+
+def read_display(gpu_layer, gpus, driver_answers):
+    """``{"read", "gpus": {bus id: {"active", "connectors"}}}`` of this host's GPUs:
+    nvidia-smi's ``display_active`` where a driver answers, and the DRM connectors in
+    sysfs (the simulated sysfs tree on a lab rig). ``read`` is false when neither could be
+    read."""
+
+    active, read = {}, False
+    if driver_answers:
+        rc, out, _ = hostfacts.run([gpu_layer["nvidia_smi"],
+                                    "--query-gpu=" + ",".join(DISPLAY_FIELDS),
+                                    "--format=csv,noheader"])
+        if rc == 0:
+            try:
+                active = parse_display_csv(out)
+            except ValueError:
+                active = {}
+            read = bool(active)
+    out = {}
+    for gpu in gpus:
+        connectors = drm_connectors(gpu_layer["sys_root"], gpu["bus_id"])
+        if connectors is not None:
+            read = True
+        if gpu["bus_id"] in active or connectors:
+            out[gpu["bus_id"]] = {"active": active.get(gpu["bus_id"]),
+                                  "connectors": connectors or []}
+    return {"read": read, "gpus": out}
+
+
+def _vt(version):
+    return tuple(int(p) for p in re.findall(r"\d+", str(version or "")))
 
 
 def iommu_cmdline(policy, cpu_vendor):

@@ -33,8 +33,12 @@ DEFAULT_NAME = "demo"
 PROFILES = ("4x3090", "2x4090")
 RIGS = ("lab-rig-1", "lab-rig-2")
 GROUPS = {"lab-rig-1": "workstation", "lab-rig-2": "desktop"}
-# Debian 12 non-free's driver: the one the lab rigs really build (as Molecule's
-# nvidia_driver_open scenario does).
+# Debian 12 and its non-free driver: the one the lab rigs really build (as Molecule's
+# nvidia_driver_open scenario does). Not the lab's default Debian 13: its stock
+# nvidia-open-kernel-dkms 550.163.01-2 does not build on trixie's current kernel
+# 6.12.117+deb13 (pci_resize_resource changed), so the demo names its release.
+RELEASE = "bookworm"
+RELEASE_NAME = "Debian 12"
 DRIVER_VERSION = "535.261.03"
 HEADERS_PACKAGE = "linux-headers-amd64"
 # The drift: GPU 1 of the workstation set to 300 W by hand (the inventory says 270 W).
@@ -228,7 +232,7 @@ class Demo:
     def lab_up(self):
         if self.fresh:
             self.cmd("lab", "down", "--name", self.name)
-        self.cmd("lab", "up", "--name", self.name, "--profiles", ",".join(PROFILES))
+        self.cmd("lab", "up", "--name", self.name, "--profiles", ",".join(PROFILES), "--release", RELEASE)
 
     def write_inventory(self) -> Path:
         from rigctl.lab import inventory_path, lab_dir
@@ -339,7 +343,7 @@ class Demo:
                 f"({', '.join(f'{r} {p}' for r, p in zip(RIGS, PROFILES, strict=True))}), lab {self.name!r}"
             )
             self.step(
-                "bring up the lab (Debian 12 systemd containers, SSH on 127.0.0.1)",
+                f"bring up the lab ({RELEASE_NAME} systemd containers, SSH on 127.0.0.1)",
                 self.lab_up,
                 "The first run builds the lab image (one to two minutes); later runs reuse it.",
             )

@@ -101,6 +101,22 @@ PermitEmptyPasswords no
 UseDNS no
 """
 
+# OpenSSH 9.8 and later (trixie: 10.0) refuse, for a while, a source address that made
+# connections without logging in (PerSourcePenalties, on by default). Every connection to a
+# lab rig comes from this one machine, and the tests make many on purpose (host key
+# refusals, ssh-keyscan of the key check, stopped rigs): the lab turns the penalties off.
+# Bookworm's OpenSSH 9.2 does not know the keyword (sshd would not start with it).
+SSHD_PENALTIES_OFF = """\
+# Every client of a lab rig is the controller: no per-source penalties (OpenSSH >= 9.8).
+PerSourcePenalties no
+"""
+
+
+def sshd_config(release: str) -> str:
+    """The lab rig's sshd drop-in for a Debian release."""
+    return SSHD_CONFIG + ("" if release == "bookworm" else SSHD_PENALTIES_OFF)
+
+
 SUDOERS = f"{RIG_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
 
 COMPONENTS = "main contrib non-free non-free-firmware"
@@ -127,7 +143,7 @@ def recipe(release: str, mirror: str) -> dict:
         "variant": "minbase",
         "packages": list(PACKAGES),
         "masked": list(MASKED_UNITS),
-        "sshd": SSHD_CONFIG,
+        "sshd": sshd_config(release),
         "sudoers": SUDOERS,
         "user": [RIG_USER, RIG_UID],
         "sources": apt_sources(release, mirror),
@@ -267,7 +283,7 @@ def customise_rootfs(rootfs: Path, release: str, mirror: str) -> None:
     # No baked host keys: every rig gets its own, generated on the controller.
     for p in (etc / "ssh").glob("ssh_host_*"):
         p.unlink()
-    _write(rootfs, "/etc/ssh/sshd_config.d/rigctl-lab.conf", SSHD_CONFIG)
+    _write(rootfs, "/etc/ssh/sshd_config.d/rigctl-lab.conf", sshd_config(release))
     # Containers may not set the audit login uid: make pam_loginuid optional for sshd.
     pam = etc / "pam.d" / "sshd"
     pam.write_text(

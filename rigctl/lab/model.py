@@ -27,7 +27,9 @@ MAX_RIGS = 32
 DEFAULT_NAME = "default"
 DEFAULT_PORT_BASE = 22201
 RELEASES = ("bookworm", "trixie")
-DEFAULT_RELEASE = "bookworm"
+# Debian 13 (trixie) is Debian's stable release since August 2025: what a rig owner
+# installing today gets. Debian 12 stays selectable (`rigctl lab up --release bookworm`).
+DEFAULT_RELEASE = "trixie"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MIRROR_ENV = "RIGCTL_LAB_MIRROR"
 

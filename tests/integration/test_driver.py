@@ -48,23 +48,8 @@ def test_no_kernel_headers_is_refused_naming_the_package(lab1, tmp_path):
 def test_p2p_fork_that_cannot_be_fetched_is_refused_before_any_change(lab1, tmp_path):
     # Headers installed so the headers check passes; the fork URL points at a path on the
     # rig where no repository is: the fetch fails and nothing of the driver is touched.
-    env = dict(lab1.rigctl.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    subprocess.run(
-        [
-            str(BIN / "ansible"),
-            "-i",
-            str(lab1.inventory),
-            "lab-rig-1",
-            "-b",
-            "-m",
-            "apt",
-            "-a",
-            "name=linux-headers-amd64 update_cache=true install_recommends=false",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    headers = _on_rig(lab1, "apt", "name=linux-headers-amd64 update_cache=true install_recommends=false")
+    assert headers.returncode == 0, headers.stdout + headers.stderr
     inv = inventory_with(
         lab1,
         tmp_path,
@@ -210,23 +195,7 @@ def test_p2p_fork_token_never_reaches_a_command_line_the_cache_or_the_output(lab
                 "userspace_version": "535.261.03",
             }
         )
-        env = dict(lab1.rigctl.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-        fetched = subprocess.run(
-            [
-                str(BIN / "ansible"),
-                "-i",
-                str(lab1.inventory),
-                "lab-rig-1",
-                "-b",
-                "-m",
-                "nvidia_p2p_source",
-                "-a",
-                args,
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        fetched = _on_rig(lab1, "nvidia_p2p_source", args)
         res = yaml.safe_load(fetched.stdout.split("=>", 1)[1])
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
         assert res["url"] == clean and res["commit"] == ids["ok"] and res["changed"] is True

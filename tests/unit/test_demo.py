@@ -4,6 +4,8 @@ what a re-provision changed)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rigctl import inventory as inv_mod
@@ -111,3 +113,22 @@ def test_fmt_duration():
     assert demo.fmt_duration(9.4) == "9s"
     assert demo.fmt_duration(65) == "1m05s"
     assert demo.fmt_duration(600) == "10m00s"
+
+
+def test_demo_runs_the_labs_default_release_and_its_driver():
+    """The demo says what the lab rigs really are: the release it asks for, and the driver
+    version Debian non-free has there, which the Molecule scenario of that release builds
+    for real (so the demo's DKMS build is the one CI proves). Debian 12, not the lab's
+    default Debian 13, whose stock 550.163.01-2 does not build on its current kernel."""
+    import yaml
+
+    from rigctl.lab import model
+
+    root = Path(__file__).resolve().parents[2]
+    assert demo.RELEASE in model.RELEASES and demo.RELEASE_NAME == "Debian 12"
+    scenario = yaml.safe_load((root / "molecule/nvidia_driver_open/molecule.yml").read_text())
+    rigs = scenario["provisioner"]["inventory"]["group_vars"]["rigs"]
+    assert rigs["rig_driver_source"] == "debian" and rigs["rig_driver_version"] == demo.DRIVER_VERSION
+    create = (root / "molecule/nvidia_driver_open/create.yml").read_text()
+    assert f"--release, {demo.RELEASE}" in create
+

@@ -21,12 +21,57 @@ def test_catalog_entry_is_pinned_and_consistent(entry):
     assert entry.name.endswith(entry.driver_version)
     assert driver.is_driver_version(entry.driver_version)
     assert entry.url.startswith("https://github.com/") and entry.url.endswith(".git")
-    assert entry.generations and set(entry.generations) <= {"Ampere", "Ada", "Blackwell"}
+    assert set(entry.generations) <= {"Ampere", "Ada", "Blackwell"}
+    assert entry.base == entry.driver_version and entry.kernels["base"] == entry.driver_version
+    assert entry.origin == "built-in"
 
 
-def test_only_the_570_branch_claims_blackwell():
-    assert [e.name for e in catalog.P2P_CATALOG.values() if "Blackwell" in e.generations] == [
-        "aikitoria-570.86.16"]
+def test_the_570_branch_claims_the_4090_only():
+    # its README claims P2P for the 4090 only; 5090 support came with aikitoria's
+    # branches from 580.105.08 on, so no pinned entry claims Blackwell
+    entry = catalog.P2P_CATALOG["aikitoria-570.86.16"]
+    assert entry.gpus == ("RTX 4090",) and entry.generations == ("Ada",)
+    assert not [e.name for e in catalog.P2P_CATALOG.values() if "Blackwell" in e.generations]
+    assert "580.105.08" in entry.note
+
+
+def test_5090_support_known_from_580_105_08():
+    claims = {b.base for b in catalog.KNOWN_BRANCHES if "RTX 5090" in b.gpus
+              and "fails" not in b.note}
+    assert min(claims, key=driver.version_tuple) == "580.105.08"
+    assert "615.71.09" in claims
+
+
+def test_user_catalog_entries_resolve_after_the_built_in_ones():
+    user = {"mine-580.105.08": {"url": "file:///srv/forks/aikitoria.git",
+                                "branch": "580.105.08-p2p", "commit": "a" * 40,
+                                "driver_version": "580.105.08", "gpus": ["RTX 5090"]}}
+    got = driver.resolve_p2p_source({"catalog": "mine-580.105.08"}, user)
+    assert got["catalog"] == "mine-580.105.08" and got["commit"] == "a" * 40
+    assert got["driver_version"] == "580.105.08" and got["generations"] == ["Blackwell"]
+    assert catalog.lookup("mine-580.105.08", user).origin == "inventory"
+    # a user entry cannot shadow a built-in name; a bad entry is not used
+    assert catalog.entry_problems("aikitoria-570.86.16", user["mine-580.105.08"])
+    bad = {"x": dict(user["mine-580.105.08"], commit="abc")}
+    assert catalog.lookup("x", bad) is None
+    with pytest.raises(ValueError, match="not in the catalog"):
+        driver.resolve_p2p_source({"catalog": "x"}, bad)
+
+
+@pytest.mark.parametrize("value, key, needle", [
+    ({"url": "ftp://x/y.git", "branch": "b", "commit": "a" * 40, "driver_version": "580.1.2"},
+     "url", "not a git URL"),
+    ({"url": "/srv/f.git", "branch": "b", "commit": "A" * 40, "driver_version": "580.1.2"},
+     "commit", "full 40-character"),
+    ({"url": "/srv/f.git", "branch": "b", "commit": "a" * 40, "driver_version": 580.1},
+     "driver_version", "not a driver version"),
+    ({"url": "/srv/f.git", "branch": "b", "commit": "a" * 40}, None, "driver_version is missing"),
+    ({"url": "/srv/f.git", "branch": "b", "commit": "a" * 40, "driver_version": "580.1.2",
+      "generation": "x"}, "generation", "unknown key"),
+])
+def test_user_catalog_entry_problems(value, key, needle):
+    found = catalog.entry_problems("mine", value)
+    assert [(k, m) for k, m, _ in found if needle in m and k == key], found
 
 
 def test_catalog_lookup_by_version():
@@ -186,7 +231,7 @@ def test_the_role_builds_for_the_kernels_the_rig_facts_name(tmp_path):
 
     tasks = yaml.safe_load((paths.ansible_dir() / "roles/nvidia_driver/tasks/validate.yml").read_text())
     task = next(t for t in tasks if "_nv_targets" in (t.get("ansible.builtin.set_fact") or {}))
-    context = {"rig": {"kernel": kern}}
+    context = {"rig_host": {"kernel": kern}}
     for name, value in (task.get("vars") or {}).items():
         try:
             context[name] = _jinja_value(value, context)

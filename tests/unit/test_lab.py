@@ -475,6 +475,18 @@ def test_the_lab_mirror_url_is_on_the_rigs_loopback():
     assert lab_pkg.LAB_MIRROR_UNIT == "rigctl-lab-mirror.service"
 
 
+def test_the_default_release_is_debian_13_and_debian_12_stays_selectable(capsys):
+    code, out, _ = run_cli(capsys, "lab", "up", "--help")
+    assert code == 0 and "default trixie, Debian 13" in " ".join(out.split())
+    assert "[bookworm|trixie]" in out
+    code, out, _ = run_cli(capsys, "lab", "image", "--help")
+    assert code == 0 and "[default: trixie]" in out
+    assert model.Lab(name="x").release == model.DEFAULT_RELEASE == "trixie"
+    assert image.image_tag("trixie", model.DEFAULT_MIRROR).startswith("rigctl-lab:trixie-")
+    # trixie's /tmp tmpfs cannot be mounted in a container: the image masks it
+    assert "tmp.mount" in image.recipe("trixie", model.DEFAULT_MIRROR)["masked"]
+
+
 def test_lab_up_help_lists_mirror_dir(capsys):
     code, out, _ = run_cli(capsys, "lab", "up", "--help")
     assert code == 0
@@ -725,3 +737,12 @@ def test_debootstrap_checks_signatures(monkeypatch, tmp_path):
         image.build_image("bookworm", "http://127.0.0.1:9/debian", "t:1", log=lambda m: None)
     assert f"--keyring={keyring}" in seen["cmd"]
     assert "--force-check-gpg" in seen["cmd"]
+
+
+def test_image_sshd_penalties_off_only_where_openssh_knows_the_keyword():
+    # trixie's OpenSSH 10 penalizes the one source every lab connection comes from;
+    # bookworm's 9.2 would refuse to start with the keyword.
+    assert "PerSourcePenalties no" in image.sshd_config("trixie").splitlines()
+    assert "PerSourcePenalties" not in image.sshd_config("bookworm")
+    for release in ("bookworm", "trixie"):
+        assert image.recipe(release, "http://m")["sshd"] == image.sshd_config(release)

@@ -114,6 +114,36 @@ def test_driver_module_flavor(resolved, provenance, want):
     )
 
 
+def test_driver_p2p_module_is_the_pinned_commits_build(host, resolved, want):
+    """The module each target kernel loads is the one DKMS built from the pinned commit:
+    its srcversion equals the DKMS build's (the comparison nvidia_dkms makes at install),
+    not merely some nvidia.ko under updates/dkms."""
+    if want["rig_driver_flavor"] != "p2p":
+        pytest.skip("flavor open: no patched build to compare")
+    src = driver.resolve_p2p_source(want["rig_p2p_source"])
+    version = driver.p2p_dkms_version(want["rig_driver_version"], src["commit"])
+    arch = host.run("uname -m").stdout.strip()
+    found, bad = {}, []
+    for kernel, info in resolved.items():
+        built_dir = f"/var/lib/dkms/{driver.P2P_DKMS_NAME}/{version}/{kernel}/{arch}/module"
+        res = host.run(f"modinfo -F srcversion {built_dir}/nvidia.ko*")
+        built = res.stdout.strip().splitlines()[0] if res.rc == 0 and res.stdout.strip() else None
+        loaded = info.get("srcversion")
+        found[kernel] = {"resolves": info.get("filename"), "srcversion": loaded,
+                         "pinned build": built or f"no build in {built_dir}"}
+        if not built or loaded != built:
+            bad.append(kernel)
+    expect(
+        bool(resolved) and not bad,
+        f"every target kernel loads the patched module built from commit {src['commit'][:12]} "
+        "(srcversion equal to DKMS's build of it)",
+        expected={"dkms": f"{driver.P2P_DKMS_NAME}/{version}", "commit": src["commit"]},
+        found={k: found[k] for k in (bad or found)},
+        fix="run `rigctl provision host HOST`: another nvidia.ko (a stock module, or a build of "
+        "another commit) is what the kernel loads",
+    )
+
+
 def test_driver_dkms_knows_the_module(rig_facts, provenance, targets, want):
     entries = rig_facts["driver"]["dkms"] or []
     name = (provenance or {}).get("dkms_name")
@@ -145,7 +175,25 @@ def test_driver_p2p_provenance_recorded(provenance, want):
     )
 
 
+def test_driver_runfile_userspace_recorded(rig_facts, provenance, want):
+    if want.get("rig_driver_source") != "runfile":
+        pytest.skip("the userspace comes from packages, not NVIDIA's installer")
+    rec = (provenance or {}).get("runfile") or {}
+    expect(
+        rec.get("version") == want["rig_driver_version"]
+        and (rec.get("sha256") or "") == (want.get("rig_driver_runfile_sha256") or "").lower(),
+        "the userspace is NVIDIA's installer of the version and checksum asked for",
+        expected={"version": want["rig_driver_version"],
+                  "sha256": want.get("rig_driver_runfile_sha256")},
+        found=rec or f"no installer record in {driver.PROVENANCE_PATH}",
+        fix="run `rigctl provision host HOST`",
+    )
+
+
 def test_driver_packages_held(rig_facts, provenance, want):
+    if want.get("rig_driver_source") == "runfile":
+        pytest.skip("rig_driver_source is runfile: NVIDIA's installer brought the userspace, "
+                    "no package to hold (test_driver_runfile_userspace_recorded)")
     packages = {p["name"]: p for p in rig_facts["driver"]["packages"] or []}
     names = (provenance or {}).get("packages") or []
     bad = [n for n in names if n not in packages or not packages[n]["held"]

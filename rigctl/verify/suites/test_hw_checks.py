@@ -21,6 +21,8 @@ def hw_report(host, rig_vars, rig_facts):
     name = host.backend.get_hostname()
     if name not in _REPORTS:
         args = {"flavor": rig_vars["rig_driver_flavor"], "iommu_policy": rig_vars["rig_iommu_policy"]}
+        if rig_vars["rig_driver_flavor"] == "p2p" and rig_vars.get("rig_driver_version"):
+            args["p2p_base"] = rig_vars["rig_driver_version"]
         if rig_vars.get("rig_hw_check_policy"):
             args["policy"] = rig_vars["rig_hw_check_policy"]
         result = host.ansible("hw_checks", json.dumps(args), become=True, check=False)
@@ -38,6 +40,7 @@ _REQUIRES = {
     "pcie_links": "every GPU's PCIe link at its maximum width and generation",
     "chipset": "every GPU on CPU lanes (none behind the chipset)",
     "generations": "one GPU generation on the rig",
+    "display": "no display on a P2P GPU where the branch loses P2P with one",
 }
 
 
@@ -73,3 +76,45 @@ def test_gpus_on_cpu_lanes(hw_report):
 
 def test_one_gpu_generation_for_p2p(hw_report):
     _check(hw_report, "generations")
+
+
+def test_no_display_on_p2p_gpus(hw_report):
+    _check(hw_report, "display")
+
+
+_VLLM_FIX = ("run vLLM with --disable-custom-all-reduce (add it to the service's ExecStart "
+             "or the command line)")
+
+
+def _vllm_commands(host) -> list:
+    """vLLM command lines on the rig: running processes, and ExecStart lines of systemd
+    units under /etc/systemd/system that start it."""
+    found = []
+    ps = host.run("ps -eo args=")
+    for line in ps.stdout.splitlines():
+        if "vllm" in line and ("serve" in line or "entrypoints" in line):
+            found.append(("process", line.strip()))
+    units = host.run("grep -hs '^ExecStart=.*vllm' /etc/systemd/system/*.service")
+    for line in units.stdout.splitlines():
+        found.append(("unit", line.strip()))
+    return found
+
+
+def test_vllm_custom_all_reduce_off_on_patched_3090s(host, rig_vars, rig_facts):
+    """vLLM's custom all-reduce has returned wrong data on patched-P2P RTX 3090s (NCCL
+    over the same links was correct): on such rigs every vLLM found must run with
+    --disable-custom-all-reduce. Reads processes and unit files, not the GPUs."""
+    cards = [g.get("name") or "" for g in rig_facts.get("gpus") or []]
+    if rig_vars["rig_driver_flavor"] != "p2p" or not any("3090" in c for c in cards):
+        pytest.skip("not a patched-P2P rig with RTX 3090s")
+    found = _vllm_commands(host)
+    if not found:
+        pytest.skip("no vLLM process or unit on the rig; when you run vLLM here: "
+                    + _VLLM_FIX + ", its custom all-reduce has returned wrong data on "
+                    "patched-P2P 3090s")
+    missing = [f"{kind}: {cmd[:120]}" for kind, cmd in found
+               if "--disable-custom-all-reduce" not in cmd]
+    expect(not missing, "vLLM without its custom all-reduce on patched-P2P 3090s",
+           expected="--disable-custom-all-reduce on every vLLM (its custom all-reduce has "
+           "returned wrong data on patched-P2P 3090s)",
+           found=" | ".join(missing), fix=_VLLM_FIX, warn=True)
