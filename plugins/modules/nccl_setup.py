@@ -12,10 +12,14 @@ description:
     build of O(version) for the rig's CUDA toolkit (O(cuda_version), else the installed
     nvcc's release, else what the driver runs) and refuses, listing what the source has,
     when none fits. An installed build of the same version for the same CUDA is kept.
-  - O(phase=conf) reads the rig's P2P state (C(nvidia-smi topo -p2p r) and C(topo -m); the
-    simulated tool on a lab rig), InfiniBand devices and the inventory's settings, and
-    writes C(/etc/nccl.conf) with a comment above every line saying why it is there. Check
-    mode reports the diff.
+  - O(phase=conf) reads the rig's P2P state and writes C(/etc/nccl.conf) with a comment
+    above every line saying why it is there (and, for the P2P line, which evidence decided).
+    The rig probe's per-pair verdict (rigctl.core.p2pverdict: copies both ways intact and
+    faster than staged through host memory) decides where the probe can run: this boot's
+    record in C(/run/rigctl/p2p-evidence.json), else a fresh run (the simulated probe on a
+    lab rig), kept as that record outside check mode. C(nvidia-smi topo -p2p r) and
+    C(topo -m) alone are the fallback. InfiniBand devices and the inventory's settings are
+    merged in. Check mode reports the diff.
 options:
   phase: {type: str, required: true, choices: [plan, conf]}
   version: {type: str, description: rig_nccl_version (phase plan)}
@@ -24,6 +28,7 @@ options:
   env: {type: dict, default: {}, description: rig_nccl_env}
   driver_flavor: {type: str, description: rig_driver_flavor when rigctl manages the driver}
   path: {type: str, default: /etc/nccl.conf}
+  probe: {type: bool, default: true, description: run the rig probe when no record of this boot exists}
 """
 
 RETURN = r"""
@@ -37,7 +42,7 @@ import os
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rigctl.core import cuda, nccl
+from ansible.module_utils.rigctl.core import cuda, nccl, p2pverdict
 
 PACKAGES = ("libnccl2", "libnccl-dev")
 
@@ -65,9 +70,30 @@ def phase_plan(module, params):
                      pins=[{"package": p, "version": choice["version"]} for p in PACKAGES])
 
 
+def _verdict_brief(verdict):
+    if not verdict:
+        return None
+    keep = ("p2p_pairs", "not_p2p_pairs", "ok", "problems", "source", "simulated", "text", "gpus")
+    return {k: verdict.get(k) for k in keep}
+
+
 def phase_conf(module, params):
     matrix, links, error = nccl.read_p2p()
-    p2p = nccl.p2p_decision(matrix, links, params["driver_flavor"], error)
+    # The rig probe's per-pair copies decide where they exist (this boot's record, else a
+    # fresh run, kept as the record outside check mode); topo -p2p r alone is the fallback.
+    evidence, evidence_from = (nccl.read_evidence(run=True, record=not module.check_mode)
+                               if params["probe"] else (None, "probe disabled (probe: false)"))
+    verdict = p2pverdict.judge_evidence(evidence) if evidence else None
+    if evidence and links is None:
+        links = evidence.get("topo_links")
+    if evidence and evidence.get("timed_out"):
+        # the probe hung on a copy: whatever topo says, P2P cannot be trusted here
+        p2p = nccl.p2p_decision(None, links, params["driver_flavor"], evidence_from)
+    else:
+        p2p = nccl.p2p_decision(matrix, links, params["driver_flavor"], error, verdict=verdict,
+                                no_probe_reason=evidence_from)
+    p2p["evidence_from"] = evidence_from if evidence else None
+    p2p["verdict"] = _verdict_brief(verdict)
     ib = nccl.ib_devices()
     entries = nccl.settings(p2p, ib, params["socket_ifname"], params["env"])
     if params["socket_ifname"]:
@@ -105,6 +131,7 @@ def main():
             env=dict(type="dict", default={}),
             driver_flavor=dict(type="str"),
             path=dict(type="str", default=nccl.CONF_PATH),
+            probe=dict(type="bool", default=True),
         ),
         required_if=[("phase", "plan", ("version",))],
         supports_check_mode=True,

@@ -15,6 +15,7 @@ _MARK = {
     "passed": "pass",
     "simulated": "pass (simulated)",
     "warn": "WARN",
+    "recorded": "recorded, not observed",
     "failed": "FAIL",
     "error": "ERROR",
     "skipped": "skip",
@@ -25,6 +26,7 @@ _STYLE = {
     "passed": "green",
     "simulated": "yellow",
     "warn": "bold yellow",
+    "recorded": "cyan",
     "failed": "bold red",
     "error": "bold red",
     "skipped": "dim",
@@ -56,6 +58,8 @@ def summary_line(result, host, checks) -> str:
     if n["simulated"] or result.gpu_view(host) == "simulated":
         parts.append(f"{n['simulated']} passed (simulated)")
     parts.append(f"{n['warn']} warn")
+    if n["recorded"]:
+        parts.append(f"{n['recorded']} recorded, not observed")
     parts.append(f"{n['failed'] + n['error']} failed")
     parts.append(f"{n['skipped']} skipped")
     return f"{host} ({_view(result, host)}): " + ", ".join(parts)
@@ -114,8 +118,9 @@ def render(result) -> None:
                     click.echo(f"  expected: {c.details['expected']}")
                     click.echo(f"  found:    {c.details['found']}")
                     click.echo(f"  fix:      {c.details['fix']}")
-            elif c.outcome == "skipped" and c.message:
-                click.echo(f"skip {host} {c.name}: {c.message}")
+            elif c.outcome in ("skipped", "recorded") and c.message:
+                click.echo(f"{'skip' if c.outcome == 'skipped' else 'recorded'} {host} {c.name}: "
+                           f"{c.message}")
 
 
 @click.command()
@@ -137,9 +142,25 @@ def render(result) -> None:
     metavar="SECONDS",
     help="Per-rig deadline for the whole run: a rig still not done is reported unreachable.",
 )
+@click.option(
+    "--report", "report", type=click.Path(dir_okay=False), metavar="PATH",
+    help="Also write a report: self-contained HTML (readable offline), Markdown when PATH "
+    "ends in .md. Per rig: GPUs, links, BAR1, limits, P2P matrix, NCCL, health findings, checks.",
+)
+@click.option(
+    "--report-md", "report_md", type=click.Path(dir_okay=False), metavar="PATH",
+    help="Also write the report as Markdown to PATH.",
+)
+@click.option(
+    "--local", is_flag=True,
+    help="Verify the machine rigctl runs on, without SSH (testinfra's local backend; "
+    "read-only). Rig variables come from the inventory's host named by HOST when -i is given, "
+    "else the schema's defaults. Needs root (or passwordless sudo) for the GPU facts.",
+)
 @connect_timeout_option
 @click.pass_context
-def verify(ctx, hosts, inventory, limit, junit, keyword, verbose, as_json, strict, rig_timeout):
+def verify(ctx, hosts, inventory, limit, junit, keyword, verbose, as_json, strict, rig_timeout,
+           report, report_md, local):
     """Verify HOSTS (default: every rig) against the state the inventory describes.
 
     Runs the testinfra suites shipped with rigctl over SSH, with the same SSH settings
@@ -149,10 +170,20 @@ def verify(ctx, hosts, inventory, limit, junit, keyword, verbose, as_json, stric
     Every rig's results carry its gpu_view (real, simulated, none). Checks that need real
     GPUs are skipped on lab rigs (simulated GPUs), never passed; checks that read the
     simulated GPU layer pass as `passed (simulated)` (JSON outcome "simulated"), counted
-    apart. A hardware check that fails under the warn policy is a `warn`. Exit 0 all pass
-    (simulated passes and warns included; warns fail with --strict), 1 a check failed or
-    a rig was unreachable, 2 input error.
+    apart. A hardware check that fails under the warn policy is a `warn`; a state rigctl
+    can only compare with its own record (locked clocks on drivers that cannot read them
+    back) is `recorded, not observed`, never a pass. --report writes the run as one
+    self-contained HTML page (Markdown for a .md name, or --report-md): per rig its GPUs,
+    links, BAR1, limits, P2P matrix (GB/s, % of link theory, verdict per pair), NCCL and
+    health findings. --local verifies this machine without SSH. Exit 0 all pass
+    (simulated passes, recorded and warns included; warns fail with --strict), 1 a check
+    failed or a rig was unreachable, 2 input error.
     """
+    if local:
+        result = _verify_local(hosts, inventory, junit=junit, verbose=verbose, keyword=keyword,
+                               strict=strict, rig_timeout=rig_timeout)
+        _finish(ctx, result, as_json=as_json, junit=junit, report=report, report_md=report_md)
+        return
     paths, _inv, selected = _run.select_hosts(inventory, hosts, limit)
     if len(paths) != 1:
         raise InputError(
@@ -173,14 +204,29 @@ def verify(ctx, hosts, inventory, limit, junit, keyword, verbose, as_json, stric
     result = run_suites(
         passed, paths[0], junit=junit, verbose=verbose, keyword=keyword,
         env=ansible_env(digest), connect_timeout=connect_timeout(), rig_timeout=rig_timeout,
-        strict=strict, result=result, order=selected,
+        strict=strict, result=result, order=selected, record=True,
     )
+    _finish(ctx, result, as_json=as_json, junit=junit, report=report, report_md=report_md)
+
+
+def _finish(ctx, result, *, as_json, junit, report, report_md) -> None:
+    """Print the result (table or JSON), write the reports, exit with the run's code."""
+    written = []
+    if report or report_md:
+        from rigctl.verify import report as report_mod
+
+        for path, markdown in ((report, None), (report_md, True)):
+            if path:
+                kind = report_mod.write_report(result, path, markdown=markdown)
+                written.append(f"{'Markdown' if kind == 'markdown' else 'HTML'} report: {path}")
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:
         render(result)
         if junit:
             click.echo(f"\nJUnit report: {junit}")
+        for line in written:
+            click.echo(line)
     if result.exit_status not in (0,):
         click.echo(
             f"error: the verification suites did not run cleanly (pytest exit {result.exit_status})",
@@ -188,3 +234,41 @@ def verify(ctx, hosts, inventory, limit, junit, keyword, verbose, as_json, stric
         )
         ctx.exit(EXIT_FAILED)
     ctx.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _verify_local(hosts, inventory, **kw):
+    """``rigctl verify --local``: the suites against this machine through testinfra's local
+    backend (an inventory of one host with ``ansible_connection: local``, in a temporary
+    directory). HOST with -i: that host's rig variables (``rig_*`` only: no connection
+    settings, no secrets) are the desired state."""
+    import os
+    import socket
+    import tempfile
+
+    import yaml
+
+    from rigctl.verify.run import run_suites
+
+    if len(hosts) > 1:
+        raise InputError("--local verifies one machine: name at most one HOST",
+                         fix="rigctl verify --local [-i INVENTORY HOST]")
+    variables: dict = {}
+    name = hosts[0] if hosts else (socket.gethostname().split(".")[0] or "localhost")
+    if hosts:
+        if not inventory:
+            raise InputError(f"--local {name}: the rig variables of {name} come from an inventory",
+                             fix=f"rigctl verify --local -i INVENTORY {name} (or no HOST: defaults)")
+        _paths, inv, selected = _run.select_hosts(inventory, hosts, None)
+        if name not in selected:
+            raise InputError(f"{name} is not a rig in {', '.join(inventory)}",
+                             fix="name a host of the rigs group")
+        variables = {k: v for k, v in inv.host_vars(name).items() if k.startswith("rig_")}
+    host_vars = dict(variables, ansible_connection="local", ansible_python_interpreter=sys.executable)
+    with tempfile.TemporaryDirectory(prefix="rigctl-verify-local-") as tmp:
+        path = os.path.join(tmp, "local.yml")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump({"all": {"children": {"rigs": {"hosts": {name: host_vars}}}}}, handle)
+        from rigctl.runner import ansible_env
+
+        return run_suites([name], path, env=ansible_env(None), **kw)

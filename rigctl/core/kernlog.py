@@ -28,6 +28,10 @@ its old (4.x: ``AER: Corrected error received: id=0010``, long bit names such as
 unmasked bits of ``error status/mask`` and from the printed ``[bit] Name`` lines, so a
 record whose bit lines were cut still names its errors.
 
+:func:`parse_aer_counters` reads the AER statistics the kernel keeps per device in sysfs
+(``aer_dev_correctable``, ``aer_dev_nonfatal``, ``aer_dev_fatal``: ``Name count`` lines and a
+``TOTAL_ERR_*`` line; long names on older kernels) with the same short names.
+
 Bus ids are normalized like :func:`rigctl.core.gpudb.normalize_bus_id`: ``dddd:bb:dd.f``
 lowercase (the Xid form ``PCI:0000:01:00`` without a function reads as ``.0``). A line
 that names an Xid or an AER record but does not have the expected shape raises
@@ -49,6 +53,8 @@ __all__ = [
     "parse_xid",
     "parse_aer",
     "parse_kernel_log",
+    "parse_aer_counters",
+    "AER_COUNTER_FILES",
 ]
 
 # --- Xid table --------------------------------------------------------------------------
@@ -170,10 +176,30 @@ XID_CODES = {
         _NVLINK,
         "fail",
     ),
+    57: (
+        "Error programming video memory interface",
+        "the driver could not set up the video memory interface (VRAM training failed)",
+        "reset the GPU; remove any memory overclock; repeated: the card's memory or its power "
+        "delivery is failing (RMA)",
+        "fail",
+    ),
+    58: (
+        "Unstable video memory interface detected",
+        "the video memory interface lost training (memory errors under load)",
+        "remove any memory overclock, check VRAM temperatures and the card's power; repeated: RMA",
+        "fail",
+    ),
     79: (
         "GPU has fallen off the bus",
         "the GPU stopped answering on PCIe",
         _RISER,
+        "fail",
+    ),
+    80: (
+        "Corrupted data sent to GPU",
+        "data reached the GPU corrupted (the PCIe link or system memory)",
+        "check the PCIe link: AER errors on the slot path, reseat the riser/splitter; test the "
+        "system memory",
         "fail",
     ),
     92: (
@@ -210,6 +236,19 @@ XID_CODES = {
         "GSP error",
         "the GPU System Processor reported an error",
         _GSP,
+        "fail",
+    ),
+    140: (
+        "Unrecovered ECC error",
+        "an uncorrectable GPU memory error the driver could not recover from",
+        _MEMORY,
+        "fail",
+    ),
+    143: (
+        "GPU initialization failure",
+        "the GPU failed to initialize",
+        "reseat the card, check its power cables and the riser; reset the GPU or reboot; "
+        "repeated: RMA",
         "fail",
     ),
     145: (
@@ -681,3 +720,57 @@ def parse_aer(text: str) -> dict:
 def parse_kernel_log(text: str) -> dict:
     """Both parsers over one kernel log: ``{"xid": parse_xid(text), "aer": parse_aer(text)}``."""
     return {"xid": parse_xid(text), "aer": parse_aer(text)}
+
+
+# --- AER statistics in sysfs ---------------------------------------------------------------
+
+# Names in /sys/bus/pci/devices/<bdf>/aer_dev_{correctable,nonfatal,fatal} (the kernel's
+# AER driver; kernels before 5.x printed the long names) -> the short names above.
+_AER_SYSFS_NAMES = {
+    "Receiver Error": "RxErr", "Bad TLP": "BadTLP", "Bad DLLP": "BadDLLP",
+    "RELAY_NUM Rollover": "Rollover", "Replay Timer Timeout": "Timeout",
+    "NonFatalErr": "AdvNonFatalErr", "Advisory Non-Fatal": "AdvNonFatalErr",
+    "Corrected Internal Error": "CorrIntErr", "Header Log Overflow": "HeaderOF",
+    "Data Link Protocol": "DLP", "Surprise Down Error": "SDES", "Poisoned TLP": "TLP",
+    "Flow Control Protocol": "FCP", "Completion Timeout": "CmpltTO",
+    "Completer Abort": "CmpltAbrt", "Unexpected Completion": "UnxCmplt",
+    "Receiver Overflow": "RxOF", "Malformed TLP": "MalfTLP", "Unsupported Request": "UnsupReq",
+    "ACS Violation": "ACSViol", "Uncorrectable Internal Error": "UncorrIntErr",
+    "MC Blocked TLP": "BlockedTLP", "AtomicOp Egress Blocked": "AtomicOpBlocked",
+    "TLP Prefix Blocked Error": "TLPBlockedErr",
+}
+AER_COUNTER_FILES = {
+    "correctable": ("aer_dev_correctable", "TOTAL_ERR_COR"),
+    "nonfatal": ("aer_dev_nonfatal", "TOTAL_ERR_NONFATAL"),
+    "fatal": ("aer_dev_fatal", "TOTAL_ERR_FATAL"),
+}
+
+
+def parse_aer_counters(text: str) -> dict:
+    """One AER statistics file of a PCIe device (``aer_dev_correctable``,
+    ``aer_dev_nonfatal``, ``aer_dev_fatal``): one ``Name count`` line per error (names as
+    the kernel prints them: ``RxErr 2`` on newer kernels, ``Receiver Error 2`` on older
+    ones) and a ``TOTAL_ERR_COR``/``TOTAL_ERR_NONFATAL``/``TOTAL_ERR_FATAL`` line.
+
+    Returns ``errors`` (short name as :data:`AER_CORRECTABLE_BITS` /
+    :data:`AER_UNCORRECTABLE_BITS` spell them -> count), ``total`` (the TOTAL line, or
+    None without one) and ``total_key``. ValueError for a line that is not ``name count``.
+    """
+    errors = {}
+    total = total_key = None
+    for number, raw in enumerate(_lines(text), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise ValueError(
+                "AER statistics line %d is not 'name count': %r" % (number, line[:120])
+            )
+        name, count = parts[0].strip(), int(parts[1])
+        if name.startswith("TOTAL_"):
+            total, total_key = count, name
+            continue
+        short = _AER_SYSFS_NAMES.get(name, name)
+        errors[short] = errors.get(short, 0) + count
+    return {"errors": errors, "total": total, "total_key": total_key}

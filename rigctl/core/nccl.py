@@ -1,17 +1,23 @@
 """``/etc/nccl.conf`` from what a rig really is, shared by the nccl role's module and the
-verification suite (which recomputes it from the live rig and compares).
+verification suite.
 
 Stdlib only, Python 3.9 syntax: shipped to managed hosts as module_utils.
 
 NCCL reads ``/etc/nccl.conf`` (``KEY=VALUE`` lines, ``#`` comments) in every process, after
 the environment (a variable set in a job's environment still wins). What rigctl writes:
 
-- P2P: consumer GPUs on a PCIe-only rig either do P2P (the patched open module; ``nvidia-smi
-  topo -p2p r`` says ``OK``) or not (stock driver: ``NS``; chipset-attached: ``CNS``). When
-  every GPU pair is ``OK`` NCCL may use P2P across the whole topology: ``NCCL_P2P_LEVEL=SYS``
-  (its default stops at the PCIe host bridge and would leave CPU-crossing pairs staged).
-  When no pair is ``OK``, ``NCCL_P2P_DISABLE=1``: NCCL's own detection can still try P2P
-  and hang. When only nearby pairs work, the widest level that covers only working pairs.
+- P2P, from the evidence: where the rig probe has measured the GPU pairs (this boot's record
+  in :data:`rigctl.core.p2pverdict.EVIDENCE_PATH`, else a fresh run; the simulated probe on
+  a lab rig, which says so), its per-pair verdict decides: a pair is a P2P pair only when
+  copies both ways arrived intact and faster than staged through host memory, whatever
+  ``nvidia-smi topo -p2p r`` says (``OK`` is necessary, not sufficient). Without the probe
+  ``topo -p2p r`` alone decides (the patched open module says ``OK``; stock driver ``NS``;
+  chipset-attached ``CNS``). Every pair P2P: ``NCCL_P2P_LEVEL=SYS`` (NCCL's default stops at
+  the PCIe host bridge and would leave CPU-crossing pairs staged). No pair:
+  ``NCCL_P2P_DISABLE=1`` (NCCL's own detection can still try P2P and hang). Some pairs: the
+  widest level that covers only P2P pairs, else disabled. The comment says which evidence
+  decided. :func:`allowed_pairs` reads a written file back the way NCCL does (the suite
+  compares that with the probe, not with this rule).
 - ``NCCL_IB_DISABLE=1`` when the rig has no InfiniBand/RoCE device (no waiting on IB).
 - ``NCCL_SOCKET_IFNAME`` from the inventory.
 - The inventory's ``rig_nccl_env`` is merged on top, key by key (the P2P keys as one
@@ -25,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 
-from . import gpulayer, hostfacts, parsers
+from . import gpulayer, hostfacts, p2pverdict, parsers
 
 CONF_PATH = "/etc/nccl.conf"
 HEADER = "# Managed by rigctl (nccl role): every setting says why it is here. Local edits are " \
@@ -55,48 +61,94 @@ def _path_rank(path):
     return _PATH_ORDER.index(path) if path in _PATH_ORDER else len(_PATH_ORDER) - 1
 
 
-def p2p_decision(p2p_matrix, topo_links=None, flavor=None, error=None):
-    """What NCCL should do about P2P on this rig.
-
-    ``p2p_matrix``: ``parsers.parse_topo_p2p(...)`` of ``topo -p2p r`` (None when the driver
-    does not answer; then ``error`` says why). ``topo_links``: ``parse_topo_matrix(...)
-    ["links"]`` (path type per GPU pair) or None. ``flavor``: the driver flavor rigctl
-    installed (for the comment only).
-
-    Returns ``{"key", "value", "reason", "pairs_ok", "pairs_total", "state"}``; ``key`` None
-    for a single-GPU rig. ``state``: all, none, partial, single, unknown.
-    """
-    if p2p_matrix is None:
-        return {
-            "key": "NCCL_P2P_DISABLE", "value": "1", "state": "unknown", "pairs_ok": 0, "pairs_total": 0,
-            "reason": "P2P state unknown (%s): disabled so NCCL cannot hang on a broken P2P path; "
-            "run rigctl provision again once the driver answers" % (error or "nvidia-smi did not answer"),
-        }
+def _topo_pairs_ok(p2p_matrix):
     devices = list(p2p_matrix["devices"])
     status = p2p_matrix["status"]
     pairs = list(_pairs(devices))
-    if not pairs:
-        return {"key": None, "value": None, "state": "single", "pairs_ok": 0, "pairs_total": 0,
-                "reason": "one GPU: no peer-to-peer traffic"}
     ok = [(a, b) for a, b in pairs
           if status.get(a, {}).get(b) == "OK" and status.get(b, {}).get(a) == "OK"]
-    bad = [(a, b) for a, b in pairs if (a, b) not in ok]
+    cells = {(a, b): status.get(a, {}).get(b, "?") for a, b in pairs if (a, b) not in ok}
+    return devices, pairs, ok, cells
+
+
+def _verdict_pairs_ok(verdict):
+    devices = ["GPU%d" % g for g in verdict["gpus"] if isinstance(g, int)]
+    pairs = list(_pairs(devices))
+    good = {frozenset(("GPU%d" % a, "GPU%d" % b)) for a, b in verdict["p2p_pairs"]}
+    ok = [(a, b) for a, b in pairs if frozenset((a, b)) in good]
+    cells = {}
+    for u in verdict["unordered"]:
+        key = ("GPU%d" % u["a"], "GPU%d" % u["b"])
+        if frozenset(key) not in good:
+            cells[key] = "/".join(sorted({v for v in u["verdicts"].values() if v not in ("ok", "slow")}))
+    return devices, pairs, ok, cells
+
+
+def _bad_text(cells, evidence, limit=6):
+    """Why the pairs that are not P2P are not: topo's cells, or the probe's verdict per pair."""
+    if evidence == "topo":
+        return "nvidia-smi topo -p2p r: %s" % "/".join(sorted(set(cells.values())))
+    items = ["%s-%s %s" % (a[3:], b[3:], why) for (a, b), why in sorted(cells.items())]
+    more = " and %d more" % (len(items) - limit) if len(items) > limit else ""
+    return "rig probe: " + ", ".join(items[:limit]) + more
+
+
+def p2p_decision(p2p_matrix, topo_links=None, flavor=None, error=None, verdict=None,
+                 no_probe_reason=None):
+    """What NCCL should do about P2P on this rig, and which evidence decided it.
+
+    ``verdict``: :func:`rigctl.core.p2pverdict.judge` of the rig probe's per-pair copies
+    (None when the probe has not run: then ``no_probe_reason`` says why). Where it is given
+    it decides: a pair is a P2P pair only when copies both ways arrived intact and faster
+    than staged through host memory, whatever ``nvidia-smi topo -p2p r`` says. Without it
+    ``p2p_matrix`` decides: ``parsers.parse_topo_p2p(...)`` of ``topo -p2p r`` (None when the
+    driver does not answer; then ``error`` says why). ``topo_links``: ``parse_topo_matrix(...)
+    ["links"]`` (path type per GPU pair) or None. ``flavor``: the driver flavor rigctl
+    installed (for the comment only).
+
+    Returns ``{"key", "value", "reason", "pairs_ok", "pairs_total", "state", "evidence",
+    "bad_pairs"}``; ``key`` None for a single-GPU rig. ``state``: all, none, partial, single,
+    unknown. ``evidence``: ``probe`` (the verdict decided), ``topo`` (``topo -p2p r``
+    alone), ``none``. ``bad_pairs``: ``[["GPU0", "GPU1"], ...]`` pairs that are not P2P.
+    """
     module = " (driver flavor %s)" % flavor if flavor else ""
-    if not bad:
+    if verdict and verdict.get("unordered"):
+        evidence = "probe"
+        devices, pairs, ok, cells = _verdict_pairs_ok(verdict)
+        sim = ", simulated GPUs" if verdict.get("simulated") else ""
+        source = "the rig probe's copies between every GPU pair (%s%s)" % (
+            verdict.get("source") or "rigctl-probe", sim)
+        if p2p_matrix is not None:
+            _, _, topo_ok, _ = _topo_pairs_ok(p2p_matrix)
+            disagree = [p for p in pairs if (p in topo_ok) != (p in ok)]
+            if disagree:
+                source += "; nvidia-smi topo -p2p r disagrees on %d pair(s) and is overruled" % len(disagree)
+    elif p2p_matrix is None:
         return {
-            "key": "NCCL_P2P_LEVEL", "value": "SYS", "state": "all", "pairs_ok": len(ok),
-            "pairs_total": len(pairs),
-            "reason": "P2P works between all %d GPU pairs (nvidia-smi topo -p2p r: OK)%s: let NCCL "
-            "use it across the whole PCIe topology, CPU crossings included" % (len(pairs), module),
+            "key": "NCCL_P2P_DISABLE", "value": "1", "state": "unknown", "pairs_ok": 0, "pairs_total": 0,
+            "evidence": "none", "bad_pairs": [],
+            "reason": "P2P state unknown (%s): disabled so NCCL cannot hang on a broken P2P path; "
+            "run rigctl provision again once the driver answers" % (error or "nvidia-smi did not answer"),
         }
-    cells = sorted({status.get(a, {}).get(b, "?") for a, b in bad})
+    else:
+        evidence = "topo"
+        devices, pairs, ok, cells = _topo_pairs_ok(p2p_matrix)
+        source = "nvidia-smi topo -p2p r alone: the rig probe has not measured the pairs (%s)" % (
+            no_probe_reason or "no probe result")
+    bad_pairs = [[a, b] for a, b in pairs if (a, b) not in ok]
+    base = {"pairs_total": len(pairs), "pairs_ok": len(ok), "evidence": evidence, "bad_pairs": bad_pairs}
+    if not pairs:
+        return dict(base, key=None, value=None, state="single", evidence="none",
+                    reason="one GPU: no peer-to-peer traffic")
+    if not bad_pairs:
+        return dict(base, key="NCCL_P2P_LEVEL", value="SYS", state="all",
+                    reason="P2P works between all %d GPU pairs%s: let NCCL use it across the whole "
+                    "PCIe topology, CPU crossings included. Evidence: %s" % (len(pairs), module, source))
     if not ok:
-        return {
-            "key": "NCCL_P2P_DISABLE", "value": "1", "state": "none", "pairs_ok": 0,
-            "pairs_total": len(pairs),
-            "reason": "P2P works between no GPU pair (nvidia-smi topo -p2p r: %s)%s: disabled so "
-            "NCCL stages copies through host memory instead of hanging" % ("/".join(cells), module),
-        }
+        return dict(base, key="NCCL_P2P_DISABLE", value="1", state="none",
+                    reason="P2P works between no GPU pair (%s)%s: disabled so NCCL stages copies "
+                    "through host memory instead of hanging. Evidence: %s"
+                    % (_bad_text(cells, evidence), module, source))
     # Some pairs work: the widest level that covers only working pairs, if any.
     links = topo_links or {}
     best = None
@@ -106,20 +158,60 @@ def p2p_decision(p2p_matrix, topo_links=None, flavor=None, error=None):
         if covered and all(pair in ok for pair in covered):
             best = (level, len(covered))
     if best is None or not links:
-        return {
-            "key": "NCCL_P2P_DISABLE", "value": "1", "state": "partial", "pairs_ok": len(ok),
-            "pairs_total": len(pairs),
-            "reason": "P2P works between only %d of %d GPU pairs (others: %s)%s and no PCIe path "
-            "level covers only working pairs: disabled so NCCL cannot hang"
-            % (len(ok), len(pairs), "/".join(cells), module),
-        }
-    return {
-        "key": "NCCL_P2P_LEVEL", "value": best[0], "state": "partial", "pairs_ok": len(ok),
-        "pairs_total": len(pairs),
-        "reason": "P2P works between only %d of %d GPU pairs (others: %s)%s; the %d pairs within "
-        "%s paths all work: P2P limited to those" % (len(ok), len(pairs), "/".join(cells), module,
-                                                     best[1], best[0]),
-    }
+        return dict(base, key="NCCL_P2P_DISABLE", value="1", state="partial",
+                    reason="P2P works between only %d of %d GPU pairs (others: %s)%s and no PCIe path "
+                    "level covers only working pairs: disabled so NCCL cannot use a broken pair. "
+                    "Evidence: %s" % (len(ok), len(pairs), _bad_text(cells, evidence), module, source))
+    return dict(base, key="NCCL_P2P_LEVEL", value=best[0], state="partial",
+                reason="P2P works between only %d of %d GPU pairs (others: %s)%s; the %d pairs within "
+                "%s paths all work: P2P limited to those. Evidence: %s"
+                % (len(ok), len(pairs), _bad_text(cells, evidence), module, best[1], best[0], source))
+
+
+def allowed_pairs(conf, topo_links, devices):
+    """The GPU pairs an nccl.conf lets NCCL use P2P on (``conf``: :func:`parse_conf`), read
+    the way NCCL reads it: ``NCCL_P2P_DISABLE=1`` none; ``NCCL_P2P_LEVEL=L`` the pairs whose
+    ``topo -m`` path is L or closer (NVLink always; NCCL's names LOC/NVL/PIX/PXB/PHB/SYS and
+    the legacy integers 0-4 accepted); neither: None (NCCL's own default decides). Unknown paths count as the
+    farthest (SYS)."""
+    if str(conf.get("NCCL_P2P_DISABLE", "0")).strip() not in ("", "0"):
+        return []
+    level = conf.get("NCCL_P2P_LEVEL")
+    if level is None:
+        return None
+    level = str(level).strip().upper()
+    # the legacy integers: 0 LOC, 1 PIX, 2 PXB, 3 PHB, 4 (and above) SYS
+    named = {"LOC": -2, "NVL": -1, "PIX": 0, "PXB": 1, "PHB": 2, "SYS": 3}
+    rank = (min(int(level), 4) - 1 if int(level) > 0 else -2) if level.isdigit() else named.get(level)
+    if rank is None:
+        return None
+    links = topo_links or {}
+    return [[a, b] for a, b in _pairs(list(devices)) if _path_rank(links.get(a, {}).get(b)) <= rank]
+
+
+def read_evidence(root="/", run=True, record=False, size_mib=32, iterations=5):
+    """The rig probe's evidence for the P2P decision: this boot's record
+    (:data:`p2pverdict.EVIDENCE_PATH`) when it still matches the rig, else (``run``) a fresh
+    probe run, kept as the record when ``record``. Returns ``(evidence or None, reason)``:
+    the reason says why there is none, or where it came from. A probe that hung returns its
+    evidence with ``timed_out`` (no verdict: the caller must not allow P2P)."""
+    path = os.path.join(root, p2pverdict.EVIDENCE_PATH.lstrip("/"))
+    kept = p2pverdict.read_evidence(path)
+    if kept and kept.get("available") and p2pverdict.evidence_matches(kept, root):
+        return kept, "recorded this boot"
+    if not run:
+        return None, "no probe result recorded this boot"
+    evidence = p2pverdict.collect(root, size_mib=size_mib, iterations=iterations)
+    if evidence.get("timed_out"):
+        return evidence, evidence["reason"]  # no verdict, but P2P must not be trusted
+    if not evidence.get("available"):
+        return None, evidence.get("reason") or "the probe found no GPU pair"
+    if record:
+        try:
+            p2pverdict.write_evidence(evidence, path)
+        except OSError:
+            pass
+    return evidence, "measured now"
 
 
 def read_p2p(root="/"):
@@ -265,3 +357,17 @@ def undocumented_lines(text):
             missing.append(line)
         previous = line
     return missing
+
+
+def comments(text):
+    """``{key: the comment line right above its setting}`` of an nccl.conf (why it is there)."""
+    out = {}
+    previous = ""
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key = line.split("=", 1)[0].strip()
+            if previous.startswith("#") and key not in out:
+                out[key] = previous.lstrip("#").strip()
+        previous = line
+    return out

@@ -80,6 +80,12 @@ Exit codes: 0 every check passed, 1 some device/host/pair check failed, 2 usage 
 
 Lines of unknown ``type`` are ignored by the parser (forward compatible); a higher
 ``format`` is refused.
+
+The simulated probe of a lab rig (``rigctl-simgpu probe``, the argv of
+``gpulayer.layer()["probe"]`` there) prints the same lines with ``"simulated": true`` in
+each; its figures are modelled, not measured. Per-pair judging (data both ways, faster than
+staged, a fraction of link theory) is :mod:`rigctl.core.p2pverdict`'s; :func:`evaluate_probe`
+below is the whole-run summary (every device, host transfer and pair ok).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ Outcomes a check can end with (decided here and in rigctl.verify.run, not per te
   marked ``@reads_gpu``); shown as ``passed (simulated)``, counted apart from real passes;
 - ``warn``: it did not hold, and the rig's policy says warn (``expect(..., warn=True)``);
   counted, shown, and failing the run only with ``rigctl verify --strict``;
+- ``recorded``: shown as ``recorded, not observed``: the state agrees with what rigctl
+  recorded it applied, but the hardware cannot be asked (e.g. locked clocks on drivers that
+  cannot read them back): neither a pass nor a failure
+  (:func:`recorded_not_observed`);
 - ``failed`` / ``error``: it did not hold / the check itself could not run;
 - ``skipped``: it does not apply to this rig (e.g. needs real GPUs on a lab rig);
 - ``unreachable`` / ``refused``: the whole rig, one result (no connection, or refused before
@@ -15,6 +19,7 @@ Outcomes a check can end with (decided here and in rigctl.verify.run, not per te
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -76,6 +81,15 @@ def skip_unless_real_gpu(facts: dict, what: str) -> None:
         pytest.skip(f"no NVIDIA GPU on PCI: {what} needs one")
 
 
+RECORDED_PREFIX = "recorded, not observed:"
+
+
+def recorded_not_observed(what: str) -> None:
+    """End the current check as ``recorded, not observed``: what rigctl recorded agrees with
+    the desired state, but the GPUs cannot say whether it holds. Never a pass."""
+    pytest.skip(f"{RECORDED_PREFIX} {what}")
+
+
 def one_line(text, limit: int = MESSAGE_LIMIT) -> str:
     """``text`` as one line of at most ``limit`` characters."""
     flat = " ".join(str(text).split())
@@ -127,3 +141,58 @@ def connection_error(text) -> str | None:
         return one_line(match.group(0).rstrip(" .,"))
     msg = re.search(r'"msg": "((?:[^"\\]|\\.)*)"', raw) or re.search(r"msg: '((?:[^']|'')*)'", raw)
     return one_line(msg.group(1) if msg else "the rig stopped answering over SSH")
+
+
+# --- report data attached to a rig's results -------------------------------------------
+
+#: What the suites attached in this process (one rig per ``rigctl verify`` worker).
+_ATTACHED: dict = {}
+
+
+def attach(key: str, value) -> None:
+    """Attach report data to the current rig's results: the one way a suite hands data to
+    ``rigctl verify --report`` (HTML/Markdown) and ``--json``.
+
+    ``key`` names the data (``[a-z][a-z0-9_]*``); ``value`` must be JSON-serializable
+    (dicts, lists, strings, numbers, booleans, None). The runner collects what the checks of
+    one rig attached and carries it per rig: ``VerifyResult.rigs[HOST]["report"][key]``,
+    in ``--json`` as ``hosts.HOST.report.KEY``. Attaching under a key again merges: a list
+    extends the list already there, a dict updates the dict there (key by key), anything
+    else replaces it. Call it from a check or a fixture, before or after ``expect``: data
+    attached by a check that then fails is kept (the report shows why it failed).
+
+    Keys in use (document a new one here):
+
+    - ``gpus``: the rig's GPUs as the GPU facts list them (gpumodel.build: index, bus id,
+      name, link, BAR1, power limits, clocks) -- attached by the tuning suite;
+    - ``p2p``: the P2P verdict (rigctl.core.p2pverdict.judge: per ordered pair GB/s, % of
+      link theory, verdict) and its evidence source -- attached by the P2P suite;
+    - ``nccl``: what /etc/nccl.conf says and which evidence decided its P2P setting;
+    - ``health``: a list of findings, each ``{"check", "gpu", "severity", "evidence",
+      "fix"}`` (severity ``fail``/``warn``/``info``; ``gpu`` ``{"index", "bus_id"}``, a bus
+      id or an index, None for the whole rig) -- attached by the health suite (lists extend).
+
+    Raises ``ValueError`` for a bad key and ``TypeError`` for a value JSON cannot hold.
+    """
+    if not isinstance(key, str) or not re.match(r"^[a-z][a-z0-9_]*$", key):
+        raise ValueError(f"report key {key!r}: use lower-case letters, digits and _")
+    try:
+        value = json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"report data under {key!r} is not JSON-serializable: {exc}") from None
+    old = _ATTACHED.get(key)
+    if isinstance(old, list) and isinstance(value, list):
+        old.extend(value)
+    elif isinstance(old, dict) and isinstance(value, dict):
+        old.update(value)
+    else:
+        _ATTACHED[key] = value
+
+
+def attached() -> dict:
+    """Everything attached in this process so far (a copy)."""
+    return json.loads(json.dumps(_ATTACHED))
+
+
+def clear_attached() -> None:
+    _ATTACHED.clear()

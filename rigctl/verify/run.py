@@ -40,6 +40,7 @@ OUTCOMES = (
     "passed",
     "simulated",
     "warn",
+    "recorded",
     "failed",
     "error",
     "skipped",
@@ -82,7 +83,8 @@ class Check:
 class VerifyResult:
     checks: list[Check] = field(default_factory=list)
     exit_status: int = 0
-    #: per host: {"gpu_view": real|simulated|none|unknown, "profile": lab profile or None}
+    #: per host: {"gpu_view": real|simulated|none|unknown, "profile": lab profile or None,
+    #: "report": {key: data} attached by the suites (rigctl.verify.checks.attach)}
     rigs: dict[str, dict] = field(default_factory=dict)
     strict: bool = False
 
@@ -110,6 +112,10 @@ class VerifyResult:
         if len(checks) == 1 and checks[0].outcome in HOST_OUTCOMES:
             return checks[0].outcome
         return None
+
+    def report(self, host: str) -> dict:
+        """What the suites attached for ``host`` (``checks.attach``), ``{}`` when nothing."""
+        return (self.rigs.get(host) or {}).get("report") or {}
 
     def gpu_view(self, host: str) -> str:
         return (self.rigs.get(host) or {}).get("gpu_view") or "unknown"
@@ -139,6 +145,8 @@ class VerifyResult:
                 "result": self.host_outcome(host) or ("ok" if self.host_ok(host) else "failed"),
                 "ok": self.host_ok(host),
                 "checks": [c.as_dict() for c in checks],
+                # what the suites attached for the report (rigctl.verify.checks.attach)
+                "report": (self.rigs.get(host) or {}).get("report") or {},
             }
         return {"ok": self.ok, "strict": self.strict, "totals": self.counts(self.checks),
                 "hosts": hosts}
@@ -181,7 +189,7 @@ class VerifyResult:
                 elif c.outcome == "skipped":
                     n["skipped"] += 1
                     ET.SubElement(case, "skipped", message=c.message)
-                elif c.outcome in ("warn", "simulated") and c.message:
+                elif c.outcome in ("warn", "simulated", "recorded") and c.message:
                     ET.SubElement(case, "system-out").text = f"{c.outcome}: {_details_text(c)}"
             for k, v in n.items():
                 suite.set(k, str(v))
@@ -265,11 +273,15 @@ class _Collector:
         props = dict(report.user_properties)
         details = props.get("check")
         if report.skipped:
+            from rigctl.verify.checks import RECORDED_PREFIX
+
             check.outcome = "skipped"
             reason = (
                 report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             )
             check.message = _one_line(reason.removeprefix("Skipped: "))
+            if check.message.startswith(RECORDED_PREFIX):  # checks.recorded_not_observed
+                check.outcome = "recorded"
         elif report.failed:
             if props.get("warned"):
                 check.outcome = "warn"
@@ -432,6 +444,9 @@ def _worker(spec: dict) -> int:
             {**c.as_dict(), "host": c.host, "duration": c.duration}
             for c in collector.result.checks
         ]
+        from rigctl.verify.checks import attached
+
+        data["report"] = attached()  # what the checks attached (checks.attach)
     tmp = out + ".tmp"
     with open(tmp, "w") as handle:
         json.dump(data, handle)
@@ -512,7 +527,7 @@ def _kill(proc: subprocess.Popen) -> None:
 def _merge(result: VerifyResult, data: dict) -> None:
     host = data["host"]
     result.rigs[host] = {"gpu_view": data.get("gpu_view") or "unknown",
-                         "profile": data.get("profile")}
+                         "profile": data.get("profile"), "report": data.get("report") or {}}
     if data.get("lost"):
         result.add_host_result(host, "unreachable", data["lost"])
         return
@@ -546,6 +561,7 @@ def run_suites(
     strict: bool = False,
     result: VerifyResult | None = None,
     order: list[str] | None = None,
+    record: bool = False,
 ) -> VerifyResult:
     """Run every suite against ``hosts`` (names in ``inventory``) over SSH, one worker
     process per rig, at most ``workers`` (default min(rigs, 8)) at once. ``result`` may
@@ -601,6 +617,10 @@ def run_suites(
     result.checks.sort(key=lambda c: order.get(c.host, len(order)))  # stable: suite order kept
     if junit:
         result.write_junit(junit)
+    if record:  # `rigctl verify`: each rig's last result, for `rigctl fleet status`
+        from rigctl.fleet.records import record_verify
+
+        record_verify(result, inventory)
     return result
 
 

@@ -468,3 +468,112 @@ def test_sys_readers_feed_settings(tmp_path):
     (tmp_path / "sys/class/infiniband/mlx5_0").mkdir(parents=True)
     got = nccl.settings(ALL, ib=nccl.ib_devices(str(tmp_path)))
     assert "NCCL_IB_DISABLE" not in keys(got)
+
+
+# --- the rig probe's verdict decides, topo is the fallback ------------------------------
+
+from rigctl.core import p2pverdict  # noqa: E402
+
+
+def capture_verdict(captures, name, n, gen=3, width=4):
+    parsed = parsers.parse_p2p_bandwidth_latency_test(captures.read(name))
+    measured = p2pverdict.from_p2p_bandwidth_test(parsed)
+    links = {str(i): {"gen": gen, "width": width} for i in range(n)}
+    return p2pverdict.judge(measured, links, source="p2pBandwidthLatencyTest")
+
+
+def test_rtx5070_5060ti_topo_says_ok_but_the_copies_show_gpu0_without_p2p(captures):
+    # The shared capture: topo -p2p rw says OK between all 5 GPUs, the bandwidth test on the
+    # same host shows the 5070 (GPU0) cannot reach its peers. The verdict decides: P2P off
+    # for GPU0's pairs, and since every pair is PHB no level keeps them out: disabled.
+    p2p = parsers.parse_topo_p2p(captures.read("topo-p2p-rw__rtx5070-5060tix4__1.txt"))
+    links = parsers.parse_topo_matrix(captures.read("topo-m__rtx5070-5060tix4__1.txt"))["links"]
+    verdict = capture_verdict(captures, "p2pBandwidthLatencyTest__rtx5070-5060tix4__1.txt", 5)
+    got = nccl.p2p_decision(p2p, links, "p2p", verdict=verdict)
+    assert (got["key"], got["value"], got["state"], got["evidence"]) == (
+        "NCCL_P2P_DISABLE", "1", "partial", "probe")
+    assert (got["pairs_ok"], got["pairs_total"]) == (6, 10)
+    assert sorted(got["bad_pairs"]) == [["GPU0", f"GPU{i}"] for i in range(1, 5)]
+    assert "rig probe: 0-1 no-peer, 0-2 no-peer, 0-3 no-peer, 0-4 no-peer" in got["reason"]
+    assert ("Evidence: the rig probe's copies between every GPU pair (p2pBandwidthLatencyTest)"
+            in got["reason"])
+    assert "topo -p2p r disagrees on 4 pair(s) and is overruled" in got["reason"]
+    conf = nccl.parse_conf(nccl.render(nccl.settings(got)))
+    assert nccl.allowed_pairs(conf, links, p2p["devices"]) == []
+    # the same rig judged by topo alone would have let NCCL use every pair
+    fallback = nccl.p2p_decision(p2p, links, "p2p", no_probe_reason="no rig probe at /x")
+    assert fallback["evidence"] == "topo" and fallback["value"] == "SYS"
+    assert "nvidia-smi topo -p2p r alone: the rig probe has not measured the pairs (no rig probe at /x)" \
+        in fallback["reason"]
+
+
+def test_rtx5070_5060ti_with_gpu0_on_its_own_switch_keeps_p2p_for_the_others(captures):
+    # Were the 5060 Tis behind one switch (PIX) and GPU0 elsewhere, PIX keeps GPU0 out.
+    p2p = parsers.parse_topo_p2p(captures.read("topo-p2p-rw__rtx5070-5060tix4__1.txt"))
+    links = parsers.parse_topo_matrix(topo_text(5, lambda i, j: "PHB" if i == 0 else "PIX"))["links"]
+    verdict = capture_verdict(captures, "p2pBandwidthLatencyTest__rtx5070-5060tix4__1.txt", 5)
+    got = nccl.p2p_decision(p2p, links, verdict=verdict)
+    assert (got["key"], got["value"]) == ("NCCL_P2P_LEVEL", "PXB")
+    allowed = nccl.allowed_pairs({"NCCL_P2P_LEVEL": got["value"]}, links, p2p["devices"])
+    assert allowed and not any("GPU0" in pair for pair in allowed)
+
+
+def test_rtx4090x2_early_driver_one_slow_direction_is_not_a_p2p_pair(captures):
+    p2p = matrix(2, [(0, 1)])  # topo says OK
+    verdict = capture_verdict(captures, "p2pBandwidthLatencyTest__rtx4090x2__1.txt", 2, 4, 16)
+    got = nccl.p2p_decision(p2p, None, verdict=verdict)
+    assert (got["key"], got["state"]) == ("NCCL_P2P_DISABLE", "none")
+    assert "rig probe: 0-1 no-gain" in got["reason"]
+
+
+def test_probe_verdict_all_pairs_p2p_and_simulated_says_so():
+    m = [p2pverdict._measurement(a, b, mode="p2p", gbps=25.0, staged_gbps=11.0, data_ok=True)
+         for a in range(2) for b in range(2) if a != b]
+    verdict = p2pverdict.judge(m, {"0": {"gen": 4, "width": 16}, "1": {"gen": 4, "width": 16}},
+                               source="rigctl-probe and rigctl-probe --no-p2p", simulated=True)
+    got = nccl.p2p_decision(matrix(2, []), None, verdict=verdict)  # topo says NS: overruled
+    assert (got["key"], got["value"], got["evidence"]) == ("NCCL_P2P_LEVEL", "SYS", "probe")
+    assert "(rigctl-probe and rigctl-probe --no-p2p, simulated GPUs)" in got["reason"]
+
+
+@pytest.mark.parametrize("conf,allowed", [
+    ({"NCCL_P2P_DISABLE": "1"}, []),
+    ({"NCCL_P2P_LEVEL": "SYS"}, "all"),
+    ({"NCCL_P2P_LEVEL": "PIX"}, [["GPU0", "GPU1"], ["GPU4", "GPU5"]]),
+    ({"NCCL_P2P_LEVEL": "3"}, "phb"),
+    ({"NCCL_P2P_LEVEL": "7"}, "all"),
+    ({"NCCL_P2P_LEVEL": "0"}, []),
+    ({"NCCL_P2P_LEVEL": "LOC"}, []),
+    ({}, None),
+    ({"NCCL_P2P_DISABLE": "0", "NCCL_P2P_LEVEL": "PXB"}, "pxb"),
+])
+def test_allowed_pairs_reads_the_file_as_nccl_does(conf, allowed):
+    devices = [f"GPU{i}" for i in range(6)]
+    expect = {"all": [[f"GPU{a}", f"GPU{b}"] for a, b in all_pairs(6)],
+              "phb": [[f"GPU{a}", f"GPU{b}"] for a, b in sorted(PHB_PAIRS)],
+              "pxb": [[f"GPU{a}", f"GPU{b}"] for a, b in sorted(PXB_PAIRS)]}
+    expect = expect[allowed] if isinstance(allowed, str) else allowed
+    got = nccl.allowed_pairs(conf, six_links(), devices)
+    assert (sorted(got) if got is not None else None) == (sorted(expect) if expect is not None else None)
+
+
+def _boot(root, boot_id="b-1"):
+    (root / "proc/sys/kernel/random").mkdir(parents=True, exist_ok=True)
+    (root / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
+    (root / "proc/1").mkdir(parents=True, exist_ok=True)
+    (root / "proc/1/stat").write_text("1 (systemd) S " + " ".join(["0"] * 18) + " 4242 0 0\n")
+
+
+def test_read_evidence_uses_this_boots_record_only(tmp_path):
+    _boot(tmp_path)
+    from rigctl.core import reboot
+
+    record = {"schema": 1, "available": True, "boot": reboot.boot_token(str(tmp_path)), "gpus": [],
+              "probe": {"pairs": []}}
+    path = tmp_path / p2pverdict.EVIDENCE_PATH.lstrip("/")
+    p2pverdict.write_evidence(record, str(path))
+    got, how = nccl.read_evidence(str(tmp_path), run=False)
+    assert got == record and how == "recorded this boot"
+    _boot(tmp_path, "b-2")  # rebooted: the record no longer describes the rig
+    got, how = nccl.read_evidence(str(tmp_path), run=False)
+    assert got is None and how == "no probe result recorded this boot"

@@ -87,7 +87,7 @@ class Machine:
         self.remove("python3")
         self.stub("python3", f'case "$*" in *ensurepip*) exit 1;; esac\nexec "{real}" "$@"')
 
-    def plan(self, **env) -> tuple[list[str], str]:
+    def plan(self, *args: str, **env) -> tuple[list[str], str]:
         environ = {
             "PATH": str(self.bin),
             "HOME": str(self.root),
@@ -96,7 +96,7 @@ class Machine:
         }
         environ.update(env)
         proc = subprocess.run(
-            [str(self.repo / "scripts" / "setup"), "--plan"],
+            [str(self.repo / "scripts" / "setup"), "--plan", *args],
             env=environ,
             capture_output=True,
             text=True,
@@ -223,3 +223,43 @@ def test_everything_missing_at_once(machine):
         "create .venv",
     ]
     assert [c for c in machine.ran() if not c.startswith(("docker info", "python3"))] == []
+
+
+# --- the headless browser of the report test (--with-browser, the test job only) --------
+
+
+def test_browser_not_asked_for_is_not_installed(machine):
+    machine.docker_engine_reachable()
+    lines, _err = machine.plan()
+    assert "chromium" not in _pkgs(lines)
+    assert not any(c.startswith("chromium") for c in machine.ran())
+
+
+def test_with_browser_and_no_chromium_installs_debians_chromium(machine):
+    machine.docker_engine_reachable()
+    lines, _err = machine.plan("--with-browser")
+    assert _pkgs(lines) == [*_pkgs(_venv_line()), "chromium"]
+
+
+def test_with_browser_and_a_working_chromium_installs_nothing(machine):
+    machine.docker_engine_reachable()
+    machine.stub("chromium", '[ "$1" = --version ] && echo "Chromium 156.0" && exit 0\nexit 1')
+    lines, _err = machine.plan("--with-browser")
+    assert "chromium" not in _pkgs(lines)
+    assert machine.ran() == ["docker info", "chromium --version"]
+
+
+def test_with_browser_and_a_chromium_stub_that_does_not_run_installs_it(machine):
+    # Ubuntu's chromium-browser/chromium without snapd: a script that cannot start a browser
+    machine.docker_engine_reachable()
+    machine.stub("chromium", 'echo "please install the chromium snap" >&2\nexit 1')
+    lines, err = machine.plan("--with-browser")
+    assert _pkgs(lines) == [*_pkgs(_venv_line()), "chromium"]
+    assert "does not answer --version" in err
+
+
+def test_unknown_setup_option_is_refused(machine):
+    proc = subprocess.run([str(machine.repo / "scripts" / "setup"), "--plan", "--browser"],
+                          env={"PATH": str(machine.bin), "HOME": str(machine.root)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "usage: scripts/setup" in proc.stderr

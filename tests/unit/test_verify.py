@@ -358,3 +358,138 @@ def test_a_rig_past_its_deadline_is_killed_and_unreachable(tmp_path, silent_serv
     assert time.monotonic() - started < 15
     (only,) = r.checks
     assert only.outcome == "unreachable" and "3 s per-rig deadline" in only.message
+
+
+# --- report data attached by the suites (checks.attach) ---------------------------------
+
+
+@pytest.fixture
+def clean_attached():
+    checks.clear_attached()
+    yield
+    checks.clear_attached()
+
+
+def test_attach_lists_extend_dicts_update_others_replace(clean_attached):
+    checks.attach("health", [{"check": "xid", "gpu": "0000:01:00.0", "severity": "fail",
+                              "evidence": "Xid 79", "fix": "reseat the riser"}])
+    checks.attach("health", [{"check": "aer", "gpu": None, "severity": "warn",
+                              "evidence": "RxErr 12", "fix": "riser"}])
+    checks.attach("nccl", {"evidence": "probe"})
+    checks.attach("nccl", {"settings": []})
+    checks.attach("note", "one")
+    checks.attach("note", "two")
+    got = checks.attached()
+    assert [f["check"] for f in got["health"]] == ["xid", "aer"]
+    assert got["nccl"] == {"evidence": "probe", "settings": []} and got["note"] == "two"
+    got["health"].clear()  # a copy
+    assert len(checks.attached()["health"]) == 2
+
+
+def test_attach_refuses_bad_keys_and_values(clean_attached):
+    with pytest.raises(ValueError, match="lower-case"):
+        checks.attach("P2P Matrix", {})
+    with pytest.raises(TypeError, match="not JSON-serializable"):
+        checks.attach("p2p", {"x": object()})
+    assert checks.attached() == {}
+
+
+def test_attached_data_is_carried_per_rig_into_the_result_and_json():
+    from rigctl.verify.run import _merge
+
+    r = VerifyResult()
+    _merge(r, {"host": "rig-a", "gpu_view": "simulated", "profile": "4x3090", "rc": 0,
+               "checks": [{"host": "rig-a", "name": "t", "suite": "test_x", "outcome": "simulated"}],
+               "report": {"p2p": {"pairs": []}, "health": [{"check": "xid"}]}})
+    _merge(r, {"host": "rig-b", "gpu_view": "real", "rc": 0, "checks": [
+        {"host": "rig-b", "name": "t", "suite": "test_x", "outcome": "passed"}]})
+    assert r.report("rig-a")["health"] == [{"check": "xid"}] and r.report("rig-b") == {}
+    data = r.as_dict()["hosts"]
+    assert data["rig-a"]["report"]["p2p"] == {"pairs": []} and data["rig-b"]["report"] == {}
+
+
+# --- verify --local, --strict, --report (the suites replaced: nothing runs on this machine) --
+
+
+def _fake_run_suites(seen, outcome="skipped", view="none"):
+    def fake(hosts, inventory, **kw):
+        import yaml
+
+        seen["hosts"], seen["kw"] = hosts, kw
+        seen["inventory"] = yaml.safe_load(open(inventory))
+        import os
+        import stat
+
+        seen["mode"] = stat.S_IMODE(os.stat(inventory).st_mode)
+        r = VerifyResult(strict=kw.get("strict", False))
+        r.rigs[hosts[0]] = {"gpu_view": view, "profile": None, "report": {}}
+        r.checks = [Check(hosts[0], "test_facts_gathered", "test_facts", "passed"),
+                    Check(hosts[0], "test_power_limit_applied", "test_tuning", outcome,
+                          "no NVIDIA GPU on this host (gpu_view none): a GPU check does not apply")]
+        return r
+    return fake
+
+
+def test_verify_local_runs_the_suites_on_a_local_connection_inventory(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from rigctl.cli.verify_cmd import verify
+
+    seen: dict = {}
+    monkeypatch.setattr("rigctl.verify.run.run_suites", _fake_run_suites(seen))
+    report = tmp_path / "r.html"
+    got = CliRunner().invoke(verify, ["--local", "--report", str(report)])
+    assert got.exit_code == 0, got.output
+    (name,) = seen["hosts"]
+    host_vars = seen["inventory"]["all"]["children"]["rigs"]["hosts"][name]
+    assert host_vars["ansible_connection"] == "local" and seen["mode"] == 0o600
+    assert not [k for k in host_vars if k.startswith("rig_")]  # no inventory: the defaults
+    assert f"{name} (no GPU): 1 passed, 0 warn, 0 failed, 1 skipped" in got.output
+    assert "HTML report: " in got.output and report.read_text().startswith("<!DOCTYPE html>")
+    assert "no NVIDIA GPU on this host" in report.read_text()
+
+
+def test_verify_local_takes_a_hosts_rig_variables_only(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from rigctl.cli.verify_cmd import verify
+
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  children:\n    rigs:\n      hosts:\n        rig-a:\n"
+                   "          ansible_host: 192.0.2.10\n          ansible_user: rig\n"
+                   "          rig_power_limit_w: 275\n")
+    seen: dict = {}
+    monkeypatch.setattr("rigctl.verify.run.run_suites", _fake_run_suites(seen))
+    got = CliRunner().invoke(verify, ["--local", "-i", str(inv), "rig-a"])
+    assert got.exit_code == 0, got.output
+    host_vars = seen["inventory"]["all"]["children"]["rigs"]["hosts"]["rig-a"]
+    assert host_vars["rig_power_limit_w"] == 275 and "ansible_host" not in host_vars
+    assert "ansible_user" not in host_vars
+    from rigctl.errors import InputError
+
+    bad = CliRunner().invoke(verify, ["--local", "rig-a"])  # the CLI prints it, exit 2
+    assert isinstance(bad.exception, InputError) and "come from an inventory" in str(bad.exception)
+
+
+def test_strict_makes_a_warning_fail_the_run(monkeypatch):
+    from click.testing import CliRunner
+
+    from rigctl.cli.verify_cmd import verify
+
+    seen: dict = {}
+    monkeypatch.setattr("rigctl.verify.run.run_suites", _fake_run_suites(seen, "warn", "real"))
+    assert CliRunner().invoke(verify, ["--local"]).exit_code == 0
+    got = CliRunner().invoke(verify, ["--local", "--strict"])
+    assert got.exit_code == 1 and seen["kw"]["strict"] is True
+
+
+def test_recorded_not_observed_is_its_own_outcome_and_never_a_pass():
+    r = VerifyResult()
+    r.rigs["rig-a"] = {"gpu_view": "real", "profile": None}
+    r.checks = [Check("rig-a", "test_clock_lock_applied", "test_tuning", "recorded",
+                      "recorded, not observed: clock locks agree with rigctl's record")]
+    data = r.as_dict()["hosts"]["rig-a"]
+    assert data["recorded"] == 1 and data["passed"] == 0 and r.ok
+    from rigctl.cli.verify_cmd import summary_line
+
+    assert "1 recorded, not observed" in summary_line(r, "rig-a", r.checks)

@@ -9,6 +9,7 @@ gathered by the same `rig_facts` module the playbooks use.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -65,7 +66,7 @@ def _gather(host) -> dict:
             raise RigUnreachable(_LOST[name])
         if result.get("failed") or "ansible_facts" not in result:
             pytest.fail(f"rig_facts failed on {name}: {result.get('msg') or result}")
-        _FACTS[name] = result["ansible_facts"]["rig"]
+        _FACTS[name] = result["ansible_facts"]["rig_host"]
     return _FACTS[name]
 
 
@@ -110,3 +111,33 @@ def _gpu_view(request):
         request.node.user_properties.append(("gpu_view", facts["gpu_view"]))
         if marked:
             request.node.user_properties.append(("reads_gpu", True))
+            if facts["gpu_view"] == "none":
+                # nothing to read: never a pass on a host without GPUs
+                pytest.skip("no NVIDIA GPU on this host (gpu_view none): a GPU check does not apply")
+
+
+_P2P: dict[str, dict] = {}
+
+
+def p2p_floors(rig_vars: dict) -> dict:
+    """The P2P verdict's floors from the rig variables (rig_p2p_*)."""
+    floors = {"min_link_fraction": rig_vars.get("rig_p2p_min_link_fraction"),
+              "pairs": rig_vars.get("rig_p2p_pair_floors") or {}}
+    if rig_vars.get("rig_p2p_min_gbps") is not None:
+        floors["min_gbps"] = rig_vars["rig_p2p_min_gbps"]
+    return {k: v for k, v in floors.items() if v is not None}
+
+
+@pytest.fixture
+def p2p_evidence(host, rig_vars) -> dict:
+    """The rig probe run now on the rig (the simulated probe on a lab rig), every GPU pair
+    judged by rigctl.core.p2pverdict with the rig's floors: the p2p_probe module's answer
+    (``evidence``, ``verdict``, ``evidence_from``), once per host. Read-only (check mode)."""
+    name = _host_name(host)
+    if name not in _P2P:
+        args = {"floors": p2p_floors(rig_vars)}
+        result = host.ansible("p2p_probe", json.dumps(args), become=True, check=True)
+        if result.get("failed"):
+            pytest.fail(f"p2p_probe failed on {name}: {result.get('msg')}")
+        _P2P[name] = result
+    return _P2P[name]

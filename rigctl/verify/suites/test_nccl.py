@@ -1,6 +1,9 @@
 """NCCL, one test per fact a rig owner cares about: the version asked for (library, headers
 and package agree), the build for the rig's CUDA, and /etc/nccl.conf saying what the rig's
-P2P state calls for, every line with its reason.
+P2P state calls for, every line with its reason. The P2P setting is read back the way NCCL
+reads it (nccl.allowed_pairs) and compared with what the rig probe measures between every
+pair now (the p2p_evidence fixture): no pair whose copies failed or ran staged may be let
+through.
 
 Rigs whose inventory leaves rig_nccl_version null are not managed: these checks skip."""
 
@@ -11,7 +14,7 @@ import json
 import pytest
 
 from rigctl.core import cuda, nccl
-from rigctl.verify.checks import expect, reads_gpu
+from rigctl.verify.checks import attach, expect, reads_gpu
 
 
 @pytest.fixture
@@ -113,33 +116,59 @@ def test_nccl_conf_matches_the_rigs_p2p_state(host, conf_check):
         f"{p2p['pairs_ok']}/{p2p['pairs_total']} GPU pairs with P2P)",
         expected=want_lines,
         found=have or "no /etc/nccl.conf",
-        fix="run `rigctl provision host HOST` (role nccl rewrites it from nvidia-smi topo -p2p r)",
+        fix="run `rigctl provision host HOST` (role nccl rewrites it from the rig probe's "
+        "per-pair verdict, or nvidia-smi topo -p2p r where the probe cannot run)",
     )
 
 
 @reads_gpu
-def test_nccl_conf_p2p_setting(conf_check):
-    p2p = conf_check["p2p"]
-    settings = {e["key"]: e for e in conf_check["settings"]}
-    if p2p["state"] == "single":
-        pytest.skip("one GPU: no P2P setting")
-    if p2p["state"] == "all":
-        ok = settings.get("NCCL_P2P_LEVEL", {}).get("value") == "SYS" or any(
-            settings.get(k, {}).get("source") == "inventory" for k in nccl.P2P_KEYS)
-        expected = "NCCL_P2P_LEVEL=SYS (P2P works between all pairs)"
-    elif p2p["state"] == "none":
-        ok = settings.get("NCCL_P2P_DISABLE", {}).get("value") == "1" or any(
-            settings.get(k, {}).get("source") == "inventory" for k in nccl.P2P_KEYS)
-        expected = "NCCL_P2P_DISABLE=1 (no pair does P2P: NCCL must not try)"
-    else:
-        ok = any(k in settings for k in nccl.P2P_KEYS)
-        expected = "a P2P level covering only working pairs, or P2P disabled"
+def test_nccl_conf_p2p_follows_the_probe_evidence(host, want, p2p_evidence):
+    """The written file read the way NCCL reads it (the pairs it lets P2P run on), compared
+    with what the rig probe measured between every pair just now."""
+    f = host.file(nccl.CONF_PATH)
+    text = f.content_string if f.exists else ""
+    conf = nccl.parse_conf(text) if text else {}
+    why = nccl.comments(text)
+    p2p_key = next((k for k in nccl.P2P_KEYS if k in conf), None)
+    attach("nccl", {"settings": [{"key": k, "value": v, "reason": why.get(k)} for k, v in conf.items()],
+                    "evidence": why.get(p2p_key) if p2p_key else None})
+    verdict = p2p_evidence.get("verdict")
+    if not verdict or not verdict.get("unordered"):
+        pytest.skip("the rig probe measured no GPU pair here "
+                    f"({p2p_evidence.get('evidence_from') or 'no probe'}): topo -p2p r is the evidence, "
+                    "test_nccl_conf_matches_the_rigs_p2p_state compares the file with it")
+    evidence = p2p_evidence["evidence"]
+    devices = [f"GPU{g}" for g in verdict["gpus"]]
+    broken = [[f"GPU{a}", f"GPU{b}"] for a, b in verdict["not_p2p_pairs"]]
+    allowed = nccl.allowed_pairs(conf, evidence.get("topo_links"), devices)
+    let_through = broken if allowed is None else [p for p in allowed if p in broken]
+    reasons = {(p["src"], p["dst"]): p["reason"] for p in verdict["pairs"] if not p["p2p"]}
+    found = "; ".join(r for (a, b), r in reasons.items() if [f"GPU{min(a, b)}", f"GPU{max(a, b)}"]
+                      in let_through) or (f"{p2p_key}={conf[p2p_key]}" if p2p_key else "no P2P setting")
     expect(
-        ok,
-        "NCCL's P2P setting fits the rig (P2P everywhere -> SYS; nowhere -> disabled)",
-        expected=expected,
-        found={k: settings[k]["value"] for k in nccl.P2P_KEYS if k in settings} or "no P2P setting",
-        fix="run `rigctl provision host HOST`",
+        f.exists and not let_through,
+        "nccl.conf lets NCCL use P2P on no GPU pair whose copies failed, ran staged or were no "
+        "faster than staged (the rig probe, now" + (", simulated GPUs)" if verdict.get("simulated") else ")"),
+        expected=f"P2P off for {', '.join('-'.join(p) for p in broken) or 'no pair'}",
+        found=found if let_through else (found or "no /etc/nccl.conf"),
+        fix="run `rigctl provision host HOST` (the nccl role writes nccl.conf from the probe's "
+        "verdict); an inventory NCCL_P2P_* in rig_nccl_env overrides it: remove it",
+    )
+    if not broken:
+        expect(
+            allowed is None or len(allowed) == len(verdict["unordered"]),
+            "P2P works on every GPU pair (the rig probe) and nccl.conf lets NCCL use it",
+            expected="NCCL_P2P_LEVEL=SYS (or an NVLink/PCIe level covering every pair)",
+            found=f"{p2p_key}={conf[p2p_key]}" if p2p_key else "no P2P setting",
+            fix="run `rigctl provision host HOST`",
+        )
+    source = sum(1 for c in conf if c in nccl.P2P_KEYS and "inventory" in (why.get(c) or ""))
+    expect(
+        source or "rig probe" in (why.get(p2p_key) or ""),
+        "the comment above nccl.conf's P2P setting names the rig probe as the evidence",
+        expected="# ... Evidence: the rig probe's copies between every GPU pair ...",
+        found=why.get(p2p_key) if p2p_key else "no P2P setting",
+        fix="run `rigctl provision host HOST` (the probe ran after the file was written)",
     )
 
 

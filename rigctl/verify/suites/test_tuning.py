@@ -16,7 +16,7 @@ import json
 import pytest
 
 from rigctl.core import gpufacts
-from rigctl.verify.checks import expect, reads_gpu
+from rigctl.verify.checks import attach, expect, reads_gpu, recorded_not_observed
 
 _GPU_FACTS: dict = {}
 
@@ -39,6 +39,7 @@ def gpu_facts(host, rig_vars):
         if result.get("failed") or "ansible_facts" not in result:
             pytest.fail(f"gpu_facts failed on {name}: {result.get('msg') or result}")
         _GPU_FACTS[name] = result["ansible_facts"]
+        attach("gpus", result["ansible_facts"]["rig_gpus"]["gpus"])  # for the report
     facts = _GPU_FACTS[name]
     if not facts["rig_gpus"]["gpus"]:
         pytest.skip("no NVIDIA GPU on this rig: nothing to tune")
@@ -82,10 +83,10 @@ def test_power_limit_applied(gpu_facts):
 
 
 def _boot_conf(host):
-    """Whether the boot unit's file exists and what it lists (gpufacts.parse_power_conf:
+    """Whether the boot unit's file exists and what it lists (gpufacts.parse_settings_conf:
     power, clocks, compute, unreadable lines)."""
-    conf = host.file(gpufacts.POWER_CONF)
-    return conf.exists, gpufacts.parse_power_conf(conf.content_string if conf.exists else "")
+    conf = host.file(gpufacts.SETTINGS_CONF)
+    return conf.exists, gpufacts.parse_settings_conf(conf.content_string if conf.exists else "")
 
 
 def _boot_settings(gpu_facts):
@@ -96,7 +97,7 @@ def _boot_settings(gpu_facts):
 def test_power_limit_unit_enabled(host, gpu_facts):
     plan = gpu_facts["rig_gpu_power_plan"]
     settings = gpu_facts["rig_gpu_settings_plan"]
-    unit = gpu_facts["rig_gpus"]["power_unit"]  # systemctl show (testinfra raises on no unit)
+    unit = gpu_facts["rig_gpus"]["settings_unit"]  # systemctl show (testinfra raises on no unit)
     exists, read = _boot_conf(host)
     power, clocks, compute = read["power"], read["clocks"], read["compute"]
     if not _boot_settings(gpu_facts):
@@ -111,7 +112,7 @@ def test_power_limit_unit_enabled(host, gpu_facts):
     want_compute = {bus: c["compute"] for bus, c in settings["configured"].items() if "compute" in c}
     expect(unit["enabled"] and (power, clocks, compute) == (want, want_clocks, want_compute)
            and not read["unreadable"],
-           f"{gpufacts.POWER_UNIT} enabled and {gpufacts.POWER_CONF} lists every configured "
+           f"{gpufacts.SETTINGS_UNIT} enabled and {gpufacts.SETTINGS_CONF} lists every configured "
            "power limit, clock lock and compute mode",
            expected=f"enabled, {want}, clocks {want_clocks}, compute {want_compute}",
            found=f"enabled={unit['enabled']}, {power}, clocks {clocks}, compute {compute}"
@@ -150,7 +151,13 @@ def test_clock_lock_applied(rig_vars, gpu_facts):
            f"(nvidia-smi -lgc / -rgc; {read})",
            expected=_per_gpu(drift, "expected"), found=_per_gpu(drift, "found"),
            fix="run `rigctl provision host HOST` (role gpu_tuning sets them again); after a "
-           f"reboot: journalctl -b -u {gpufacts.POWER_UNIT}")
+           f"reboot: journalctl -b -u {gpufacts.SETTINGS_UNIT}")
+    if not live:
+        # Agreeing with rigctl's own record is not the GPU saying so: never a pass.
+        unread = [g for g in settings["gpus"] if g["clocks_current_source"] != "gpu"]
+        recorded_not_observed(
+            f"clock locks of {len(unread)} GPU(s) agree with what rigctl applied since boot "
+            f"({gpufacts.CLOCKS_RECORD}); this driver cannot read locked clocks back")
 
 
 @reads_gpu
@@ -168,19 +175,19 @@ def test_compute_mode_applied(rig_vars, gpu_facts):
            "default; nvidia-smi --query-gpu=compute_mode)",
            expected=_per_gpu(drift, "expected"), found=_per_gpu(drift, "found"),
            fix="run `rigctl provision host HOST` (role gpu_tuning sets it again); after a "
-           f"reboot: journalctl -b -u {gpufacts.POWER_UNIT}")
+           f"reboot: journalctl -b -u {gpufacts.SETTINGS_UNIT}")
 
 
 @reads_gpu
 def test_power_limit_unit_ran_this_boot(host, gpu_facts):
     if not _boot_settings(gpu_facts):
         pytest.skip("no power limit, clock lock or compute mode configured")
-    state = gpu_facts["rig_gpus"]["power_unit"]
-    started = host.run(f"systemctl show -p ExecMainStartTimestampMonotonic --value {gpufacts.POWER_UNIT}")
+    state = gpu_facts["rig_gpus"]["settings_unit"]
+    started = host.run(f"systemctl show -p ExecMainStartTimestampMonotonic --value {gpufacts.SETTINGS_UNIT}")
     expect(state["active"] and state["result"] == "success",
-           f"{gpufacts.POWER_UNIT} ran at this boot and succeeded",
+           f"{gpufacts.SETTINGS_UNIT} ran at this boot and succeeded",
            expected="active, result success",
            found=f"active={state['active']}, result={state['result']}, "
            f"started={started.stdout.strip()}",
            fix=f"run `rigctl provision host HOST` (it starts the unit); if it fails: "
-           f"journalctl -b -u {gpufacts.POWER_UNIT}")
+           f"journalctl -b -u {gpufacts.SETTINGS_UNIT}")
