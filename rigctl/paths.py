@@ -46,3 +46,13 @@ def labs_dir() -> Path:
 
 def runs_dir() -> Path:
     return state_home() / "runs"
+
+
+def verify_records_dir() -> Path:
+    """The last `rigctl verify` result per rig (rigctl.fleet.records)."""
+    return state_home() / "verify"
+
+
+def rollouts_dir() -> Path:
+    """One record per fleet rollout, ``rollouts/<id>/`` (rigctl.fleet.records)."""
+    return state_home() / "rollouts"

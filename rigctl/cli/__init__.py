@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "provision": ("rigctl.cli.provision_cmd", "provision", "Provision rigs."),
     "verify": ("rigctl.cli.verify_cmd", "verify", "Verify rigs with the testinfra suites."),
     "lab": ("rigctl.cli.lab_cmd", "lab", "Simulated rigs (systemd containers) to try rigctl."),
+    "p2p": ("rigctl.cli.p2p_cmd", "p2p", "Patched P2P sources: pin a fork branch, list them."),
+    "fleet": ("rigctl.cli.fleet_cmd", "fleet", "The whole fleet at a glance (status)."),
 }
 
 
