@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 
-from . import constants, gpudb, gpulayer, gpumodel, hostfacts, parsers
+from . import constants, gpudb, gpulayer, gpumodel, hostfacts, pcidev, smiquery, smitopo
 
 PERSISTENCED_UNIT = "nvidia-persistenced.service"
 # The boot unit that re-applies the GPU settings (power limits, clock locks, compute mode),
@@ -66,7 +66,7 @@ POWER_TOLERANCE_W = 0.5
 def bar1_from_q(text):
     """{bus id: BAR1 MiB} from ``nvidia-smi -q -d MEMORY``."""
     out = {}
-    for gpu in parsers.parse_nvidia_smi_q(text)["gpus"]:
+    for gpu in smiquery.parse_nvidia_smi_q(text)["gpus"]:
         if gpu.get("bar1_total_mib") is not None:
             out[gpudb.normalize_bus_id(gpu["bus_id"])] = int(gpu["bar1_total_mib"])
     return out
@@ -532,7 +532,7 @@ def read_lspci(gpu_layer):
     if rc != 0:
         return None, (err or out).strip().splitlines()[0] if (err or out).strip() else "rc=%d" % rc
     try:
-        return parsers.parse_lspci_vv(out), None
+        return pcidev.parse_lspci_vv(out), None
     except ValueError as exc:
         return None, str(exc)
 
@@ -559,7 +559,7 @@ def gather(root="/", lspci=True):
             rc, out, _ = hostfacts.run([smi, "topo", "-p2p", "r"])
             if rc == 0:
                 try:
-                    chipset = chipset_from_p2p(parsers.parse_topo_p2p(out))
+                    chipset = chipset_from_p2p(smitopo.parse_topo_p2p(out))
                 except ValueError as exc:
                     errors.append("nvidia-smi topo -p2p r: %s" % exc)
     devices, lspci_error = (None, "not read")

@@ -391,7 +391,7 @@ def link_load_findings(gpus, samples):
 
 def samples_from_q(parsed_q):
     """Load samples (as :data:`SAMPLE_FIELDS` rows) from a parsed ``nvidia-smi -q`` /
-    ``-q -d PERFORMANCE`` (:func:`parsers.parse_nvidia_smi_q`): one per GPU, with the clock
+    ``-q -d PERFORMANCE`` (:func:`smiquery.parse_nvidia_smi_q`): one per GPU, with the clock
     event reasons it shows (``Active``/``Not Active``)."""
     names = {value[0]: key for key, value in THROTTLE_REASONS.items()}
     out = []
@@ -500,7 +500,7 @@ def _topo_index(name):
 
 def nvlink_pairs(topo, status, gpus):
     """The NVLink-bridged GPU pairs: ``topo -m``'s ``NV#`` cells
-    (:func:`parsers.parse_topo_matrix` ``nvlink_pairs``) with each GPU's link state from
+    (:func:`smitopo.parse_topo_matrix` ``nvlink_pairs``) with each GPU's link state from
     ``nvidia-smi nvlink -s`` (:func:`nvsmi.parse_nvlink_status`, or None when it could not
     be read). One dict per pair: ``gpus`` [index, index], ``bus_ids``, ``links`` (the NV#
     number: active links), ``expected_links`` (the links ``nvlink -s`` lists, inactive ones

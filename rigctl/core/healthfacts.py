@@ -26,7 +26,19 @@ import subprocess
 import tempfile
 import time
 
-from . import benchout, gpufacts, gpulayer, gpumodel, health, hostfacts, kernlog, nvsmi, parsers, pcitopo
+from . import (
+    benchout,
+    gpufacts,
+    gpulayer,
+    gpumodel,
+    health,
+    hostfacts,
+    kernlog,
+    nvsmi,
+    pcitopo,
+    smiquery,
+    smitopo,
+)
 
 _BDF_RE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 PROBE_ARGS = ["--size-mib", "64", "--iterations", "10"]
@@ -94,7 +106,7 @@ def query(smi, fields):
     if rc != 0:
         return None, _first_line(err or out, "rc=%d" % rc)
     try:
-        return parsers.parse_query_gpu_csv(out, fields=list(fields)), None
+        return smiquery.parse_query_gpu_csv(out, fields=list(fields)), None
     except ValueError as exc:
         return None, str(exc)
 
@@ -237,7 +249,7 @@ def gather(gpu_layer=None, load=True, dcgm=True, root="/"):
     if driver and len(gpus) > 1:
         rc, out, err = hostfacts.run([smi, "topo", "-m"])
         try:
-            data["topo"] = parsers.parse_topo_matrix(out) if rc == 0 else None
+            data["topo"] = smitopo.parse_topo_matrix(out) if rc == 0 else None
             data["topo_error"] = None if rc == 0 else _first_line(err or out, "rc=%d" % rc)
         except ValueError as exc:
             data["topo"], data["topo_error"] = None, str(exc)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 
-from . import aptsource, constants, gpudb, gpulayer, gpumodel, parsers, reboot
+from . import aptsource, constants, drvinfo, gpudb, gpulayer, gpumodel, pcidev, reboot, smiquery
 from . import driver as _driver
 
 FACTS_SCHEMA = 1
@@ -222,7 +222,7 @@ def disk_free_gib(path="/"):
 
 def _link(dev):
     def speed(name):
-        return parsers.parse_sysfs_link_speed(read_stripped(os.path.join(dev, name), "") or "")
+        return pcidev.parse_sysfs_link_speed(read_stripped(os.path.join(dev, name), "") or "")
 
     def width(name):
         value = read_stripped(os.path.join(dev, name))
@@ -233,8 +233,8 @@ def _link(dev):
 
     cur, top = speed("current_link_speed"), speed("max_link_speed")
     return {
-        "gen_current": parsers.pcie_gen_from_speed(cur) if cur else None,
-        "gen_max": parsers.pcie_gen_from_speed(top) if top else None,
+        "gen_current": pcidev.pcie_gen_from_speed(cur) if cur else None,
+        "gen_max": pcidev.pcie_gen_from_speed(top) if top else None,
         "speed_current_gts": cur,
         "speed_max_gts": top,
         "width_current": width("current_link_width"),
@@ -288,7 +288,7 @@ def nvidia_smi_gpus(nvidia_smi="nvidia-smi"):
         message = (err or out).strip().splitlines()
         return {"available": False, "error": message[0] if message else "rc=%d" % rc, "gpus": []}
     try:
-        rows = parsers.parse_query_gpu_csv(out, fields=list(gpumodel.QUERY_FIELDS))
+        rows = smiquery.parse_query_gpu_csv(out, fields=list(gpumodel.QUERY_FIELDS))
     except ValueError as exc:
         return {"available": False, "error": "unparsable nvidia-smi output: %s" % exc, "gpus": []}
     return {"available": True, "error": None, "gpus": rows}
@@ -387,14 +387,14 @@ def parse_dkms_status(text):
 
 def modinfo(module, kernel=None):
     """``modinfo [-k KERNEL] MODULE`` (a module name or a .ko path) through
-    :func:`parsers.parse_modinfo`: None when modinfo finds nothing, ``{"error": ...}`` when
+    :func:`drvinfo.parse_modinfo`: None when modinfo finds nothing, ``{"error": ...}`` when
     its output cannot be read."""
     argv = ["modinfo"] + (["-k", kernel] if kernel else []) + [module]
     rc, out, _ = run(argv)
     if rc != 0 or not out.strip():
         return None
     try:
-        return parsers.parse_modinfo(out)
+        return drvinfo.parse_modinfo(out)
     except ValueError as exc:
         return {"error": str(exc)}
 
@@ -421,7 +421,7 @@ def driver(kernel_facts, root="/"):
     text = read(os.path.join(root, "proc/driver/nvidia/version"))
     if text:
         try:
-            loaded = parsers.parse_proc_driver_version(text)
+            loaded = drvinfo.parse_proc_driver_version(text)
         except ValueError as exc:
             loaded = {"error": str(exc)}
     # Per target kernel (and the running one): the file `modprobe nvidia` loads.

@@ -19,7 +19,7 @@ import glob
 import os
 import re
 
-from . import gpudb, hostfacts, parsers
+from . import gpudb, hostfacts, smiquery
 
 PASS = "pass"
 FAIL = "fail"
@@ -323,7 +323,7 @@ def parse_display_csv(text, fields=DISPLAY_FIELDS):
     --format=csv,noheader`` (``fields`` None: CSV with its header line, any fields that
     include those two). ``Enabled`` is true, ``Disabled`` false, anything else None."""
     out = {}
-    for row in parsers.parse_query_gpu_csv(text, fields=list(fields) if fields else None):
+    for row in smiquery.parse_query_gpu_csv(text, fields=list(fields) if fields else None):
         try:
             bus = gpudb.normalize_bus_id(str(row.get("pci.bus_id") or ""))
         except ValueError:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 
-from . import gpulayer, hostfacts, p2pverdict, parsers
+from . import gpulayer, hostfacts, p2pverdict, smitopo
 
 CONF_PATH = "/etc/nccl.conf"
 HEADER = "# Managed by rigctl (nccl role): every setting says why it is here. Local edits are " \
@@ -101,7 +101,7 @@ def p2p_decision(p2p_matrix, topo_links=None, flavor=None, error=None, verdict=N
     (None when the probe has not run: then ``no_probe_reason`` says why). Where it is given
     it decides: a pair is a P2P pair only when copies both ways arrived intact and faster
     than staged through host memory, whatever ``nvidia-smi topo -p2p r`` says. Without it
-    ``p2p_matrix`` decides: ``parsers.parse_topo_p2p(...)`` of ``topo -p2p r`` (None when the
+    ``p2p_matrix`` decides: ``smitopo.parse_topo_p2p(...)`` of ``topo -p2p r`` (None when the
     driver does not answer; then ``error`` says why). ``topo_links``: ``parse_topo_matrix(...)
     ["links"]`` (path type per GPU pair) or None. ``flavor``: the driver flavor rigctl
     installed (for the comment only).
@@ -223,14 +223,14 @@ def read_p2p(root="/"):
         text = (err or out).strip().splitlines()
         return None, None, "nvidia-smi topo -p2p r: %s" % (text[0] if text else "rc=%d" % rc)
     try:
-        matrix = parsers.parse_topo_p2p(out)
+        matrix = smitopo.parse_topo_p2p(out)
     except ValueError as exc:
         return None, None, "nvidia-smi topo -p2p r: %s" % exc
     links = None
     rc, out, _ = hostfacts.run([smi, "topo", "-m"])
     if rc == 0:
         try:
-            links = parsers.parse_topo_matrix(out)["links"]
+            links = smitopo.parse_topo_matrix(out)["links"]
         except ValueError:
             links = None
     return matrix, links, None

@@ -7,14 +7,14 @@ Standard library only, Python 3.9 syntax (shipped to managed hosts as module_uti
                                             -> :func:`parse_query_compute_apps_csv`
 
 (The clocks event / throttle reasons of ``nvidia-smi -q -d PERFORMANCE`` are read by
-:func:`rigctl.core.parsers.parse_nvidia_smi_q`.)
+:func:`rigctl.core.smiquery.parse_nvidia_smi_q`.)
 """
 
 from __future__ import annotations
 
 import re
 
-from . import gpudb, parsers
+from . import gpudb, parsers, smiquery
 
 __all__ = ["parse_nvlink_status", "parse_query_compute_apps_csv"]
 
@@ -90,7 +90,7 @@ def parse_nvlink_status(text: str) -> dict:
 
 def parse_query_compute_apps_csv(text: str, fields=None) -> list:
     """``nvidia-smi --query-compute-apps=FIELDS --format=csv`` (the same CSV rules as
-    :func:`rigctl.core.parsers.parse_query_gpu_csv`, which reads it: header units dropped,
+    :func:`rigctl.core.smiquery.parse_query_gpu_csv`, which reads it: header units dropped,
     ``[N/A]`` -> None, `` MiB`` stripped).
 
     One dict per process with the fields as printed (``pid``, ``process_name``,
@@ -98,7 +98,7 @@ def parse_query_compute_apps_csv(text: str, fields=None) -> list:
     normalized to ``dddd:bb:dd.f``, None without that field) and ``used_memory_mib`` (int or
     None). ``process_name`` stays a string. No processes: only the header, an empty list.
     """
-    rows = parsers.parse_query_gpu_csv(text, fields=fields)
+    rows = smiquery.parse_query_gpu_csv(text, fields=fields)
     for row in rows:
         if "process_name" in row and row["process_name"] is not None:
             row["process_name"] = str(row["process_name"])

@@ -39,7 +39,7 @@ import os
 import re
 import threading
 
-from . import gpudb, gpulayer, gpumodel, hostfacts, nvsmi, parsers, probe, reboot
+from . import gpudb, gpulayer, gpumodel, hostfacts, nvsmi, probe, reboot, smitopo
 
 __all__ = [
     "DEFAULT_MIN_LINK_FRACTION",
@@ -248,7 +248,7 @@ def _matrix(parsed, *titles):
 
 
 def from_p2p_bandwidth_test(parsed):
-    """Measurements from :func:`rigctl.core.parsers.parse_p2p_bandwidth_latency_test`:
+    """Measurements from :func:`rigctl.core.p2pbench.parse_p2p_bandwidth_latency_test`:
     unidirectional P2P=Enabled bandwidth and latency per ordered pair, the P2P=Disabled
     matrices as the staged copy, peer access from its ``CAN``/``CANNOT Access`` lines. The
     sample does not compare data (``data_ok`` None)."""
@@ -572,7 +572,7 @@ def _nvlink(gpu_layer, names):
     if rc != 0:
         return {}, None
     try:
-        topo = parsers.parse_topo_matrix(out)
+        topo = smitopo.parse_topo_matrix(out)
     except ValueError:
         return {}, None
     status = None

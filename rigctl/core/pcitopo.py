@@ -1,5 +1,5 @@
 """PCI bridge topology from ``lspci -vv`` devices (the output of
-:func:`rigctl.core.parsers.parse_lspci_vv`).
+:func:`rigctl.core.pcidev.parse_lspci_vv`).
 
 Standard library only, Python 3.9 syntax (shipped to managed hosts as module_utils).
 A bridge's ``Bus: primary=00, secondary=01, subordinate=08`` line says which bus it opens

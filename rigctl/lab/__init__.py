@@ -20,18 +20,8 @@ Errors: rigctl.errors.InputError (bad input, no Docker engine: exit 2) and Rigct
 
 from __future__ import annotations
 
-from rigctl.lab.lab import (
-    DEFAULT_TIMEOUT,
-    create_argv,
-    discover,
-    lab_down,
-    lab_restart,
-    lab_status,
-    lab_up,
-    list_labs,
-    ssh_argv,
-    ssh_probe,
-)
+from rigctl.lab.container import create_argv
+from rigctl.lab.lab import DEFAULT_TIMEOUT, lab_down, lab_restart, lab_up
 from rigctl.lab.model import (
     DEFAULT_NAME,
     DEFAULT_PORT_BASE,
@@ -50,6 +40,9 @@ from rigctl.lab.model import (
     load_state,
     network_name,
 )
+from rigctl.lab.ssh import ssh_argv, ssh_probe
+from rigctl.lab.state import discover
+from rigctl.lab.status import lab_status, list_labs
 
 __all__ = [
     "DEFAULT_NAME",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from rigctl.core import kernlog, parsers, probe
+from rigctl.core import kernlog, probe, smiquery
 
 from .conftest import lab_session
 
@@ -37,7 +37,7 @@ def test_unprivileged_probe_loads_the_gpus_and_one_throttles(lab):
         "clocks_event_reasons.hw_power_brake_slowdown --format=csv; wait; echo; cat /tmp/probe.out"
     ))
     csv, _, lines = out.partition("\n\n")
-    rows = parsers.parse_query_gpu_csv(csv)
+    rows = smiquery.parse_query_gpu_csv(csv)
     assert rows[1]["clocks_event_reasons.hw_power_brake_slowdown"] == "Active"
     assert {r["clocks_event_reasons.active"] for r in rows} != {"0x0000000000000001"}
     verdict = probe.evaluate_probe(probe.parse_probe_output(lines), expect_p2p=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rigctl.core import gpufacts, parsers
+from rigctl.core import gpufacts, pcidev
 from tests.captures import capture_names, read_capture
 
 # What each capture says, read by hand from the capture.
@@ -36,7 +36,7 @@ def test_every_lspci_capture_is_listed_here():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_bar1_from_lspci_capture(name):
-    devices = parsers.parse_lspci_vv(read_capture(name))
+    devices = pcidev.parse_lspci_vv(read_capture(name))
     assert gpufacts.bar1_from_lspci(devices) == EXPECTED[name]
 
 

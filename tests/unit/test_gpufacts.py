@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rigctl import paths
-from rigctl.core import constants, gpufacts, gpumodel, hostfacts, parsers
+from rigctl.core import constants, gpufacts, gpumodel, hostfacts, pcidev, smiquery, smitopo
 from rigctl.simgpu import install, load_profile
 from tests.captures import read_capture
 
@@ -42,13 +42,13 @@ def sim_facts(tmp_path: Path, profile_name: str, state: dict | None = None) -> d
         return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
 
     pci = hostfacts.pci_gpus(str(root / constants.SIMGPU_SYSFS_ROOT.lstrip("/")), simulated=True)
-    rows = parsers.parse_query_gpu_csv(
+    rows = smiquery.parse_query_gpu_csv(
         smi("--query-gpu=" + ",".join(gpumodel.QUERY_FIELDS), "--format=csv,noheader,nounits"),
         fields=list(gpumodel.QUERY_FIELDS),
     )
     bar1 = gpufacts.bar1_from_q(smi("-q", "-d", "MEMORY"))
-    chipset = gpufacts.chipset_from_p2p(parsers.parse_topo_p2p(smi("topo", "-p2p", "r")))
-    devices = parsers.parse_lspci_vv(smi("lspci", tool="rigctl-simgpu"))
+    chipset = gpufacts.chipset_from_p2p(smitopo.parse_topo_p2p(smi("topo", "-p2p", "r")))
+    devices = pcidev.parse_lspci_vv(smi("lspci", tool="rigctl-simgpu"))
     gpus = gpumodel.build(pci, rows, bar1, gpufacts.bar1_from_lspci(devices), chipset)
     bridges = [{"bdf": d["bdf"], "bus": d["bus"], "acs_ctl": d["acs_ctl"],
                 "description": d["description"]} for d in devices if d["bus"]]
@@ -66,7 +66,7 @@ def test_bar1_from_real_captures_two_generations():
 
 
 def test_bar1_from_real_lspci_capture_small_bar():
-    devices = parsers.parse_lspci_vv(read_capture("lspci-vv__rtxa6000x4__1.txt"))
+    devices = pcidev.parse_lspci_vv(read_capture("lspci-vv__rtxa6000x4__1.txt"))
     sizes = gpufacts.bar1_from_lspci(devices)
     assert sizes and set(sizes.values()) == {256}
 
@@ -236,7 +236,7 @@ def test_merge_on_sim_reads_compute_mode_and_max_clocks(tmp_path):
     ("GPU0 GPU1\nGPU0 X OK\nGPU1 OK X\n", {0: False, 1: False}),
 ])
 def test_chipset_from_p2p(text, expected):
-    assert gpufacts.chipset_from_p2p(parsers.parse_topo_p2p(text)) == expected
+    assert gpufacts.chipset_from_p2p(smitopo.parse_topo_p2p(text)) == expected
 
 
 def test_locked_clocks_read_from_the_simulated_gpus(tmp_path):

@@ -12,8 +12,9 @@ import json
 
 import pytest
 
-from rigctl.core import benchout, health, kernlog, nvsmi, parsers, pcitopo
+from rigctl.core import benchout, health, kernlog, nvsmi, pcidev, pcitopo, smiquery, smitopo
 from tests.captures import read_capture
+from tests.unit.test_parsers_health import DCGMI_FAIL_AND_WARN
 
 
 def _gpus(*buses, name="NVIDIA GeForce RTX 3090", numa=None, gen_max=4, width_max=16,
@@ -244,7 +245,7 @@ def test_throttle_reasons_severities_temperature_and_draw():
 
 
 def test_throttle_from_real_q_captures_idle_and_old_names():
-    q = parsers.parse_nvidia_smi_q(read_capture("nvidia-smi-q-d-performance__geforce-495.44__1.txt"))
+    q = smiquery.parse_nvidia_smi_q(read_capture("nvidia-smi-q-d-performance__geforce-495.44__1.txt"))
     samples = health.samples_from_q(q)
     assert samples[0]["clocks_event_reasons.hw_slowdown"] == "Not Active"
     assert samples[0]["pstate"] == "P0"
@@ -253,7 +254,7 @@ def test_throttle_from_real_q_captures_idle_and_old_names():
     assert [(f["severity"], f["evidence"]) for f in findings] == [
         ("info", "GPU 0 (0000:0e:00.0): 1 sample while the probe ran; no clock event reason")]
     assert measured["0000:0e:00.0"]["reasons"] == {}
-    pro = parsers.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtxpro6000x8__1.txt"))
+    pro = smiquery.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtxpro6000x8__1.txt"))
     rows = health.samples_from_q(pro)
     assert len(rows) == 8
     assert {r["clocks_event_reasons.sw_power_cap"] for r in rows} == {"Not Active"}
@@ -263,7 +264,7 @@ def test_throttle_from_real_q_captures_idle_and_old_names():
 
 
 def test_nvlink_3090_bridge_up_from_real_captures():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
     status = nvsmi.parse_nvlink_status(read_capture("nvlink-s__rtx3090x2__1.txt"))
     gpus = _gpus("0000:01:00.0", "0000:02:00.0")
     pairs = health.nvlink_pairs(topo, status, gpus)
@@ -274,7 +275,7 @@ def test_nvlink_3090_bridge_up_from_real_captures():
 
 
 def test_nvlink_a6000_third_gpu_unbridged_is_no_pair():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtxa6000x3-nv4__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtxa6000x3-nv4__1.txt"))
     status = nvsmi.parse_nvlink_status(read_capture("nvlink-s__rtxa6000x3__1.txt"))
     gpus = _gpus("0000:01:00.0", "0000:02:00.0", "0000:03:00.0", name="NVIDIA RTX A6000")
     pairs = health.nvlink_pairs(topo, status, gpus)
@@ -282,7 +283,7 @@ def test_nvlink_a6000_third_gpu_unbridged_is_no_pair():
 
 
 def test_nvlink_links_down_fail_naming_the_links():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
     text = read_capture("nvlink-s__rtx3090x2__1.txt")
     lines = text.splitlines(keepends=True)
     # GPU 1's links 2 and 3 inactive: a bridge that lost contact on one card
@@ -309,7 +310,7 @@ def test_nvlink_links_down_fail_naming_the_links():
 
 
 def test_numa_split_from_real_topo_names_crossing_pairs():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx5090-4090x5-2numa__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx5090-4090x5-2numa__1.txt"))
     nodes = [topo["numa_node"][f"GPU{i}"] for i in range(5)]
     gpus = _gpus(*[f"0000:{b:02x}:00.0" for b in (1, 0x21, 0x41, 0x61, 0x81)], numa=nodes)
     (f,) = health.numa_findings(gpus, topo, host_nodes=2)
@@ -320,7 +321,7 @@ def test_numa_split_from_real_topo_names_crossing_pairs():
 
 
 def test_numa_single_socket_says_so_and_unknown_node_warns():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
     (f,) = health.numa_findings(_gpus("0000:01:00.0", "0000:02:00.0"), topo, host_nodes=1)
     assert (f["severity"], f["evidence"]) == ("info", "single socket: every GPU (2) on NUMA node 0")
     gpus = _gpus("0000:01:00.0", "0000:81:00.0", numa=[0, -1])
@@ -372,16 +373,7 @@ def test_dcgm_real_r3_capture_passes_and_says_deeper_levels_were_not_run():
 
 
 def test_dcgm_failed_and_warned_tests():
-    text = (
-        "+---------------------------+------------------------------------------------+\n"
-        "| Diagnostic                | Result                                         |\n"
-        "+===========================+================================================+\n"
-        "|-----  Deployment  --------+------------------------------------------------|\n"
-        "| Persistence Mode          | Fail                                           |\n"
-        "|                           | Warning: Persistence mode for GPU 0 is disabled|\n"
-        "| Inforom                   | Warn - GPU: 1                                  |\n"
-        "+---------------------------+------------------------------------------------+\n"
-    )
+    text = DCGMI_FAIL_AND_WARN
     findings = health.dcgm_findings(benchout.parse_dcgmi_diag(text), _gpus("0000:01:00.0"))
     assert [(f["severity"], f["evidence"]) for f in findings[:2]] == [
         ("fail", "dcgmi diag: Persistence Mode (Deployment) Fail: Warning: Persistence mode for GPU 0 is "
@@ -421,7 +413,7 @@ def test_evaluate_everything_at_once_round_trips_json():
         "paths": {"0000:02:00.0": ["0000:00:02.0"], "0000:03:00.0": ["0000:00:03.0"]},
         "aer_counters": {"0000:03:00.0": {"correctable": kernlog.parse_aer_counters(NEW_COR),
                                           "nonfatal": None, "fatal": None}},
-        "topo": parsers.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt")),
+        "topo": smitopo.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt")),
         "nvlink": {"status": nvsmi.parse_nvlink_status(read_capture("nvlink-s__rtx3090x2__1.txt"))},
         "host_numa_nodes": 1,
         "load": {"samples": [_sample("0000:02:00.0"), _sample("0000:03:00.0", hw_power_brake_slowdown=True)]},
@@ -441,7 +433,7 @@ def test_evaluate_everything_at_once_round_trips_json():
 
 
 def test_nvlink_slow_link_warns_with_the_model_speed():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
     text = read_capture("nvlink-s__rtx3090x2__1.txt").replace("Link 2: 14.062", "Link 2: 7.031", 1)
     status = nvsmi.parse_nvlink_status(text)
     gpus = _gpus("0000:01:00.0", "0000:02:00.0")
@@ -454,7 +446,7 @@ def test_nvlink_slow_link_warns_with_the_model_speed():
 
 
 def test_aer_slot_path_from_the_real_switch_capture():
-    bridges = parsers.parse_lspci_vv(read_capture("lspci-vvv-bridges__rtxpro6000x8-pex890xx__1.txt"))
+    bridges = pcidev.parse_lspci_vv(read_capture("lspci-vvv-bridges__rtxpro6000x8-pex890xx__1.txt"))
     path = pcitopo.upstream_bridges(bridges, "0000:06:00.0")
     counters = {"0000:02:03.0": {"correctable": kernlog.parse_aer_counters(NEW_COR), "nonfatal": None,
                                  "fatal": None}}

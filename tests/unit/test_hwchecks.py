@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rigctl.core import hwchecks, parsers
+from rigctl.core import hwchecks, pcidev
 from tests.captures import read_capture
 
 from .test_gpufacts import sim_facts
@@ -114,7 +114,7 @@ LSPCI_BRIDGE = (
 
 
 def test_parser_reads_bridge_bus_range_and_acs():
-    (dev,) = parsers.parse_lspci_vv(LSPCI_BRIDGE)
+    (dev,) = pcidev.parse_lspci_vv(LSPCI_BRIDGE)
     assert dev["bus"] == {"primary": 0x40, "secondary": 0x41, "subordinate": 0x41}
     assert dev["acs_ctl"]["ReqRedir"] is True and dev["acs_ctl"]["EgressCtrl"] is False
     assert dev["acs_cap"]["DirectTrans"] is True

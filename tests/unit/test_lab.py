@@ -134,7 +134,7 @@ def test_known_hosts_lines_name_the_loopback_port():
 
 
 def test_lab_files_are_written_and_read_back(home):
-    from rigctl.lab.lab import write_lab_files
+    from rigctl.lab.ssh import write_lab_files
 
     lab = make_lab(n=2)
     for r in lab.rigs:
@@ -246,7 +246,7 @@ def test_profile_and_profiles_together_are_refused(capsys):
 
 
 def test_profiles_must_match_the_rig_count():
-    from rigctl.lab.lab import _resolve_profiles
+    from rigctl.lab.checks import _resolve_profiles
 
     with pytest.raises(InputError, match="2 profile.* for 3 rig"):
         _resolve_profiles({}, 3, None, ["4x3090", "2x4090"])
@@ -551,7 +551,7 @@ def test_docker_create_argv_mounts_the_mirror_dir_read_only(tmp_path):
 
 
 def test_the_mirror_unit_serves_on_loopback_and_is_enabled_for_boot(tmp_path):
-    from rigctl.lab.lab import _rig_files
+    from rigctl.lab.container import _rig_files
 
     lab = make_lab(n=1)
     paths = [f[0] for f in _rig_files(lab, lab.rigs[0], "ssh-ed25519 AAAA k", False)]
@@ -599,7 +599,7 @@ def _container(i: int, mirror_dir: str = "") -> dict:
 
 
 def test_the_mirror_dir_of_a_lab_is_fixed_when_it_is_created(tmp_path):
-    from rigctl.lab.lab import _resolve_mirror_dir
+    from rigctl.lab.checks import _resolve_mirror_dir
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
@@ -671,8 +671,8 @@ def test_lab_restart_refuses_when_the_mirror_dir_is_gone(tmp_path):
 
 def test_status_and_list_show_the_mirror_dir(capsys, tmp_path, monkeypatch):
     from rigctl.cli.lab_cmd import _status_table
-    from rigctl.lab import lab as lab_mod
     from rigctl.lab import list_labs
+    from rigctl.lab import status as lab_mod
 
     lab = make_lab(n=1)
     lab.mirror_dir = str(tmp_path)

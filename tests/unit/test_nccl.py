@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rigctl.core import nccl, parsers
+from rigctl.core import nccl, p2pbench, smitopo
 
 # --- nvidia-smi text builders ---------------------------------------------------------
 
@@ -37,7 +37,7 @@ def topo_text(n, path):
 
 def matrix(n, ok_pairs, bad="NS"):
     ok = {frozenset(p) for p in ok_pairs}
-    return parsers.parse_topo_p2p(p2p_text(n, lambda i, j: "OK" if frozenset((i, j)) in ok else bad))
+    return smitopo.parse_topo_p2p(p2p_text(n, lambda i, j: "OK" if frozenset((i, j)) in ok else bad))
 
 
 def all_pairs(n):
@@ -54,7 +54,7 @@ SIX = {
 
 
 def six_links():
-    return parsers.parse_topo_matrix(topo_text(6, lambda i, j: SIX.get((i, j), "SYS")))["links"]
+    return smitopo.parse_topo_matrix(topo_text(6, lambda i, j: SIX.get((i, j), "SYS")))["links"]
 
 
 PIX_PAIRS = [(0, 1), (4, 5)]
@@ -83,14 +83,14 @@ def test_no_pair_ok_disables_p2p(bad):
 
 def test_no_pair_ok_reason_lists_every_status_seen():
     text = p2p_text(3, lambda i, j: "CNS" if 2 in (i, j) else "NS")
-    got = nccl.p2p_decision(parsers.parse_topo_p2p(text))
+    got = nccl.p2p_decision(smitopo.parse_topo_p2p(text))
     assert got["key"] == "NCCL_P2P_DISABLE" and got["state"] == "none"
     assert "(nvidia-smi topo -p2p r: CNS/NS)" in got["reason"]
 
 
 def test_a_pair_ok_in_one_direction_only_does_not_count():
     text = p2p_text(2, lambda i, j: "OK" if (i, j) == (0, 1) else "NS")
-    got = nccl.p2p_decision(parsers.parse_topo_p2p(text))
+    got = nccl.p2p_decision(smitopo.parse_topo_p2p(text))
     assert got["state"] == "none" and got["key"] == "NCCL_P2P_DISABLE"
 
 
@@ -133,7 +133,7 @@ def test_missing_link_counts_as_the_farthest_path():
 def test_nvlink_pairs_are_closer_than_any_pcie_path():
     def links(other):
         text = topo_text(3, lambda i, j: "NV4" if (i, j) == (0, 1) else other)
-        return parsers.parse_topo_matrix(text)["links"]
+        return smitopo.parse_topo_matrix(text)["links"]
 
     # GPU0-GPU1 over NVLink (working), the rest PIX and broken: no level avoids the PIX pairs.
     got = nccl.p2p_decision(matrix(3, [(0, 1)]), links("PIX"))
@@ -167,13 +167,13 @@ def test_driver_not_answering_without_an_error_text():
 
 
 def test_h100x8_capture_all_ok(captures):
-    got = nccl.p2p_decision(parsers.parse_topo_p2p(captures.read("topo-p2p-r__h100x8__1.txt")))
+    got = nccl.p2p_decision(smitopo.parse_topo_p2p(captures.read("topo-p2p-r__h100x8__1.txt")))
     assert (got["key"], got["value"], got["state"]) == ("NCCL_P2P_LEVEL", "SYS", "all")
     assert (got["pairs_ok"], got["pairs_total"]) == (28, 28)
 
 
 def test_l4x2_capture_chipset_not_supported(captures):
-    got = nccl.p2p_decision(parsers.parse_topo_p2p(captures.read("topo-p2p-r__l4x2__1.txt")))
+    got = nccl.p2p_decision(smitopo.parse_topo_p2p(captures.read("topo-p2p-r__l4x2__1.txt")))
     assert (got["key"], got["value"], got["state"]) == ("NCCL_P2P_DISABLE", "1", "none")
     assert (got["pairs_ok"], got["pairs_total"]) == (0, 1)
     assert "(nvidia-smi topo -p2p r: CNS)" in got["reason"]
@@ -182,8 +182,8 @@ def test_l4x2_capture_chipset_not_supported(captures):
 @pytest.mark.parametrize("name", ["topo-p2p-rw__rtx5070-5060tix4__1.txt",
                                   "topo-p2p-rw__rtx5070-5060tix4__2.txt"])
 def test_rtx5070_5060ti_capture_all_ok(captures, name):
-    p2p = parsers.parse_topo_p2p(captures.read(name))
-    links = parsers.parse_topo_matrix(captures.read("topo-m__rtx5070-5060tix4__1.txt"))["links"]
+    p2p = smitopo.parse_topo_p2p(captures.read(name))
+    links = smitopo.parse_topo_matrix(captures.read("topo-m__rtx5070-5060tix4__1.txt"))["links"]
     got = nccl.p2p_decision(p2p, links, "p2p")
     assert (got["key"], got["value"], got["state"]) == ("NCCL_P2P_LEVEL", "SYS", "all")
     assert (got["pairs_ok"], got["pairs_total"]) == (10, 10)
@@ -192,20 +192,20 @@ def test_rtx5070_5060ti_capture_all_ok(captures, name):
 def test_rtx5070_5060ti_topology_with_the_5070_left_out(captures):
     # The same rig's p2pBandwidthLatencyTest shows the 5070 (GPU0) cannot reach its peers.
     # Every pair is PHB there, so no level keeps GPU0's pairs out: P2P disabled.
-    links = parsers.parse_topo_matrix(captures.read("topo-m__rtx5070-5060tix4__1.txt"))["links"]
+    links = smitopo.parse_topo_matrix(captures.read("topo-m__rtx5070-5060tix4__1.txt"))["links"]
     got = nccl.p2p_decision(matrix(5, [p for p in all_pairs(5) if 0 not in p]), links)
     assert (got["key"], got["value"], got["state"]) == ("NCCL_P2P_DISABLE", "1", "partial")
     assert (got["pairs_ok"], got["pairs_total"]) == (6, 10)
 
 
 def test_rtx4090x2_topology_without_p2p(captures):
-    links = parsers.parse_topo_matrix(captures.read("topo-m__rtx4090x2__1.txt"))["links"]
+    links = smitopo.parse_topo_matrix(captures.read("topo-m__rtx4090x2__1.txt"))["links"]
     got = nccl.p2p_decision(matrix(2, []), links)
     assert got["key"] == "NCCL_P2P_DISABLE" and got["state"] == "none"
 
 
 def test_h200_nvlink_mesh_with_one_broken_pair(captures):
-    links = parsers.parse_topo_matrix(captures.read("topo-m__h200x8-nics__1.txt"))["links"]
+    links = smitopo.parse_topo_matrix(captures.read("topo-m__h200x8-nics__1.txt"))["links"]
     got = nccl.p2p_decision(matrix(8, [p for p in all_pairs(8) if p != (3, 7)]), links)
     # Every pair is NV18: any level covers the broken pair too.
     assert (got["key"], got["value"], got["state"]) == ("NCCL_P2P_DISABLE", "1", "partial")
@@ -219,7 +219,7 @@ def rtxpro_pairs(links, kinds):
 def test_rtxpro6000x8_p2p_within_each_socket(captures):
     # PIX and NODE pairs (same socket) work, SYS pairs (across sockets) do not. NCCL's PHB
     # level means "same NUMA node", which is exactly the working set.
-    links = parsers.parse_topo_matrix(captures.read("topo-m__rtxpro6000x8__1.txt"))["links"]
+    links = smitopo.parse_topo_matrix(captures.read("topo-m__rtxpro6000x8__1.txt"))["links"]
     ok_pairs = rtxpro_pairs(links, {"PIX", "NODE"})
     assert len(ok_pairs) == 12
     got = nccl.p2p_decision(matrix(8, ok_pairs), links)
@@ -228,14 +228,14 @@ def test_rtxpro6000x8_p2p_within_each_socket(captures):
 
 
 def test_rtxpro6000x8_broken_pix_pair(captures):
-    links = parsers.parse_topo_matrix(captures.read("topo-m__rtxpro6000x8__1.txt"))["links"]
+    links = smitopo.parse_topo_matrix(captures.read("topo-m__rtxpro6000x8__1.txt"))["links"]
     ok_pairs = [p for p in all_pairs(8) if p != (0, 1)]
     got = nccl.p2p_decision(matrix(8, ok_pairs), links)
     assert got["key"] == "NCCL_P2P_DISABLE" and got["state"] == "partial"
 
 
 def test_rtxpro6000x8_only_pix_pairs_work(captures):
-    links = parsers.parse_topo_matrix(captures.read("topo-m__rtxpro6000x8__1.txt"))["links"]
+    links = smitopo.parse_topo_matrix(captures.read("topo-m__rtxpro6000x8__1.txt"))["links"]
     ok_pairs = rtxpro_pairs(links, {"PIX"})
     assert len(ok_pairs) == 4
     got = nccl.p2p_decision(matrix(8, ok_pairs), links)
@@ -476,7 +476,7 @@ from rigctl.core import p2pverdict  # noqa: E402
 
 
 def capture_verdict(captures, name, n, gen=3, width=4):
-    parsed = parsers.parse_p2p_bandwidth_latency_test(captures.read(name))
+    parsed = p2pbench.parse_p2p_bandwidth_latency_test(captures.read(name))
     measured = p2pverdict.from_p2p_bandwidth_test(parsed)
     links = {str(i): {"gen": gen, "width": width} for i in range(n)}
     return p2pverdict.judge(measured, links, source="p2pBandwidthLatencyTest")
@@ -486,8 +486,8 @@ def test_rtx5070_5060ti_topo_says_ok_but_the_copies_show_gpu0_without_p2p(captur
     # The shared capture: topo -p2p rw says OK between all 5 GPUs, the bandwidth test on the
     # same host shows the 5070 (GPU0) cannot reach its peers. The verdict decides: P2P off
     # for GPU0's pairs, and since every pair is PHB no level keeps them out: disabled.
-    p2p = parsers.parse_topo_p2p(captures.read("topo-p2p-rw__rtx5070-5060tix4__1.txt"))
-    links = parsers.parse_topo_matrix(captures.read("topo-m__rtx5070-5060tix4__1.txt"))["links"]
+    p2p = smitopo.parse_topo_p2p(captures.read("topo-p2p-rw__rtx5070-5060tix4__1.txt"))
+    links = smitopo.parse_topo_matrix(captures.read("topo-m__rtx5070-5060tix4__1.txt"))["links"]
     verdict = capture_verdict(captures, "p2pBandwidthLatencyTest__rtx5070-5060tix4__1.txt", 5)
     got = nccl.p2p_decision(p2p, links, "p2p", verdict=verdict)
     assert (got["key"], got["value"], got["state"], got["evidence"]) == (
@@ -509,8 +509,8 @@ def test_rtx5070_5060ti_topo_says_ok_but_the_copies_show_gpu0_without_p2p(captur
 
 def test_rtx5070_5060ti_with_gpu0_on_its_own_switch_keeps_p2p_for_the_others(captures):
     # Were the 5060 Tis behind one switch (PIX) and GPU0 elsewhere, PIX keeps GPU0 out.
-    p2p = parsers.parse_topo_p2p(captures.read("topo-p2p-rw__rtx5070-5060tix4__1.txt"))
-    links = parsers.parse_topo_matrix(topo_text(5, lambda i, j: "PHB" if i == 0 else "PIX"))["links"]
+    p2p = smitopo.parse_topo_p2p(captures.read("topo-p2p-rw__rtx5070-5060tix4__1.txt"))
+    links = smitopo.parse_topo_matrix(topo_text(5, lambda i, j: "PHB" if i == 0 else "PIX"))["links"]
     verdict = capture_verdict(captures, "p2pBandwidthLatencyTest__rtx5070-5060tix4__1.txt", 5)
     got = nccl.p2p_decision(p2p, links, verdict=verdict)
     assert (got["key"], got["value"]) == ("NCCL_P2P_LEVEL", "PXB")

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from rigctl.core import benchout, nvsmi, p2pverdict, parsers, probe
+from rigctl.core import benchout, nvsmi, p2pbench, p2pverdict, probe, smitopo
 from tests.captures import read_capture
 
 
@@ -48,7 +48,7 @@ def test_narrowest_link_decides():
 
 
 def bwtest(name):
-    return p2pverdict.from_p2p_bandwidth_test(parsers.parse_p2p_bandwidth_latency_test(read_capture(name)))
+    return p2pverdict.from_p2p_bandwidth_test(p2pbench.parse_p2p_bandwidth_latency_test(read_capture(name)))
 
 
 def test_rtx5070_5060ti_gpu0_reaches_no_peer_while_the_5060tis_do_p2p():
@@ -145,7 +145,7 @@ def test_h800x8_nvbandwidth_judged_against_nvlink():
 
 
 def test_rtx3090_nvlink_bridge_from_topo_and_nvlink_status_captures():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
     status = nvsmi.parse_nvlink_status(read_capture("nvlink-s__rtx3090x2__1.txt"))
     bridges = p2pverdict.nvlink_bridges(topo, status, {0: "NVIDIA GeForce RTX 3090"})
     assert bridges == {"0-1": {"links": 4, "gbps_per_link": 14.062, "name": "NVIDIA GeForce RTX 3090"}}

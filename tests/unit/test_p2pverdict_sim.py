@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from rigctl.core import nccl, nvsmi, p2pverdict, parsers, probe
+from rigctl.core import nccl, nvsmi, p2pverdict, probe, smiquery, smitopo
 from rigctl.simgpu.tool.cli import main as simgpu_main
 
 PROFILES = __import__("pathlib").Path(__file__).resolve().parents[2] / "rigctl" / "simgpu" / "profiles"
@@ -39,12 +39,12 @@ class Sim:
         assert "SIMULATED" in err
         parsed = probe.parse_probe_output(out)
         staged = probe.parse_probe_output(self.probe("--no-p2p")[1])
-        rows = parsers.parse_query_gpu_csv(
+        rows = smiquery.parse_query_gpu_csv(
             self.run("--query-gpu=" + ",".join(LINK_FIELDS), "--format=csv,noheader,nounits")[1],
             fields=LINK_FIELDS)
         links = {str(int(r["index"])): {"gen": int(r["pcie.link.gen.max"]),
                                          "width": int(r["pcie.link.width.current"])} for r in rows}
-        topo = parsers.parse_topo_matrix(self.run("topo", "-m")[1])
+        topo = smitopo.parse_topo_matrix(self.run("topo", "-m")[1])
         status = None
         if topo["nvlink_pairs"]:
             status = nvsmi.parse_nvlink_status(self.run("nvlink", "-s")[1])
@@ -55,7 +55,7 @@ class Sim:
         return rc, verdict, topo
 
     def p2p_matrix(self):
-        return parsers.parse_topo_p2p(self.run("topo", "-p2p", "r")[1])
+        return smitopo.parse_topo_p2p(self.run("topo", "-p2p", "r")[1])
 
 
 @pytest.fixture

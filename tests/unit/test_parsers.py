@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from rigctl.core import parsers
+from rigctl.core import drvinfo, p2pbench, parsers, pcidev, smiquery, smitopo
 from tests.captures import capture_names, read_capture
 
 GIB = 2**30
@@ -24,7 +24,7 @@ PROC_OPEN = "proc-driver-nvidia-version__open-595.71.05__1.txt"
 def test_proc_driver_version_open_module_without_final_newline():
     text = read_capture(PROC_OPEN)
     assert not text.endswith("\n")  # the source stripped it; the parser must not care
-    info = parsers.parse_proc_driver_version(text)
+    info = drvinfo.parse_proc_driver_version(text)
     assert info["version"] == "595.71.05"
     assert info["flavor"] == "open"
     assert info["arch"] == "x86_64"
@@ -38,7 +38,7 @@ def test_proc_driver_version_proprietary_layout():
         "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
         "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
     )
-    info = parsers.parse_proc_driver_version(text)
+    info = drvinfo.parse_proc_driver_version(text)
     assert info["version"] == "550.54.14"
     assert info["flavor"] == "proprietary"
     assert info["arch"] == "x86_64"
@@ -46,7 +46,7 @@ def test_proc_driver_version_proprietary_layout():
 
 
 def test_proc_driver_version_two_part_version_and_no_gcc():
-    info = parsers.parse_proc_driver_version(
+    info = drvinfo.parse_proc_driver_version(
         "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  565.77  Release Build  (b@h)  x"
     )
     assert info["version"] == "565.77"
@@ -57,7 +57,7 @@ def test_proc_driver_version_two_part_version_and_no_gcc():
 @pytest.mark.parametrize("text", ["", "hello\n", "cat: /proc/driver/nvidia/version: No such file"])
 def test_proc_driver_version_rejects_other_text(text):
     with pytest.raises(ValueError, match="NVRM"):
-        parsers.parse_proc_driver_version(text)
+        drvinfo.parse_proc_driver_version(text)
 
 
 # --- modinfo --------------------------------------------------------------------------
@@ -66,7 +66,7 @@ MODINFO = "modinfo__rtxa6000__1.txt"
 
 
 def test_modinfo_proprietary_dkms_module():
-    info = parsers.parse_modinfo(read_capture(MODINFO))
+    info = drvinfo.parse_modinfo(read_capture(MODINFO))
     assert info["filename"] == "/lib/modules/5.15.0-30-generic/updates/dkms/nvidia.ko"
     assert info["version"] == "510.73.05"
     assert info["license"] == "NVIDIA"
@@ -99,7 +99,7 @@ def test_modinfo_location_and_flavor(filename, license_, location, flavor):
         "depends:        \nvermagic:       6.1.0-27-amd64 SMP preempt mod_unload modversions \n"
         "parm:           NVreg_OpenRmEnableUnsupportedGpus:int\n"
     )
-    info = parsers.parse_modinfo(text)
+    info = drvinfo.parse_modinfo(text)
     assert info["location"] == location
     assert info["flavor"] == flavor
     assert info["depends"] == []
@@ -108,7 +108,7 @@ def test_modinfo_location_and_flavor(filename, license_, location, flavor):
 
 def test_modinfo_rejects_error_output():
     with pytest.raises(ValueError, match="modinfo"):
-        parsers.parse_modinfo("modinfo: ERROR: Module nvidia not found.\n")
+        drvinfo.parse_modinfo("modinfo: ERROR: Module nvidia not found.\n")
 
 
 # --- nvidia-smi --query-gpu CSV -------------------------------------------------------
@@ -118,7 +118,7 @@ CSV_H200 = "query-gpu-csv__h200__1.txt"
 
 
 def test_query_gpu_csv_rtx4080super_all_fields():
-    rows = parsers.parse_query_gpu_csv(read_capture(CSV_4080))
+    rows = smiquery.parse_query_gpu_csv(read_capture(CSV_4080))
     assert len(rows) == 1
     row = rows[0]
     assert "memory.total" in row and "memory.total [MiB]" not in row
@@ -157,7 +157,7 @@ def test_query_gpu_csv_rtx4080super_all_fields():
 
 
 def test_query_gpu_csv_h200_all_fields():
-    (row,) = parsers.parse_query_gpu_csv(read_capture(CSV_H200))
+    (row,) = smiquery.parse_query_gpu_csv(read_capture(CSV_H200))
     assert row["name"] == "NVIDIA H200"
     assert row["driver_version"] == "590.48.01"
     assert row["pci.bus_id"] == "00000000:83:00.0"
@@ -183,14 +183,14 @@ def test_query_gpu_csv_with_fields_noheader_nounits():
         "0, 00000000:01:00.0, NVIDIA GeForce RTX 3090, 24576, 350.00, Enabled, 565.77, [N/A]\n"
         "1, 00000000:21:00.0, NVIDIA GeForce RTX 3090, 24576, 280.00, Disabled, 565.77, [N/A]\n"
     )
-    rows = parsers.parse_query_gpu_csv(text, fields=fields)
+    rows = smiquery.parse_query_gpu_csv(text, fields=fields)
     assert [r["index"] for r in rows] == [0, 1]
     assert rows[1]["power.limit"] == 280.0
     assert rows[0]["driver_version"] == "565.77"  # a version, not a float
     assert rows[0]["serial"] is None
     # a comma-separated field string works, and a header that is there anyway is skipped
     header = ", ".join(fields[:3]) + "\n"
-    assert parsers.parse_query_gpu_csv(header + "0, 00000000:01:00.0, X\n", fields=",".join(fields[:3])) == [
+    assert smiquery.parse_query_gpu_csv(header + "0, 00000000:01:00.0, X\n", fields=",".join(fields[:3])) == [
         {"index": 0, "pci.bus_id": "00000000:01:00.0", "name": "X"}
     ]
 
@@ -200,17 +200,17 @@ def test_query_gpu_csv_units_kept_without_nounits():
         "memory.total [MiB], power.limit [W], clocks.max.sm [MHz], utilization.gpu [%]\n"
         "24576 MiB, 350.00 W, 2100 MHz, 0 %\n"
     )
-    assert parsers.parse_query_gpu_csv(text) == [
+    assert smiquery.parse_query_gpu_csv(text) == [
         {"memory.total": 24576, "power.limit": 350.0, "clocks.max.sm": 2100, "utilization.gpu": 0}
     ]
 
 
 def test_query_gpu_csv_errors():
-    assert parsers.parse_query_gpu_csv("") == []
+    assert smiquery.parse_query_gpu_csv("") == []
     with pytest.raises(ValueError, match="row 1 has 2 values for 3 fields"):
-        parsers.parse_query_gpu_csv("a, b\n", fields=["index", "name", "uuid"])
+        smiquery.parse_query_gpu_csv("a, b\n", fields=["index", "name", "uuid"])
     with pytest.raises(ValueError, match="not a field name"):
-        parsers.parse_query_gpu_csv(
+        smiquery.parse_query_gpu_csv(
             "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"
         )
 
@@ -284,7 +284,7 @@ Q_CASES = {
 @pytest.mark.parametrize("name", sorted(Q_CASES))
 def test_nvidia_smi_q_captures(name):
     driver, cuda, attached, expected = Q_CASES[name]
-    result = parsers.parse_nvidia_smi_q(read_capture(name))
+    result = smiquery.parse_nvidia_smi_q(read_capture(name))
     assert result["driver_version"] == driver
     assert result["cuda_version"] == cuda
     assert result["attached_gpus"] == attached
@@ -320,7 +320,7 @@ def test_nvidia_smi_q_captures(name):
 
 
 def test_nvidia_smi_q_every_gpu_of_the_4090_rig():
-    result = parsers.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtx4090x8__1.txt"))
+    result = smiquery.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtx4090x8__1.txt"))
     assert [g["bus_id"] for g in result["gpus"]] == [
         "00000000:01:00.0", "00000000:25:00.0", "00000000:41:00.0", "00000000:61:00.0",
         "00000000:81:00.0", "00000000:A1:00.0", "00000000:C1:00.0", "00000000:E1:00.0",
@@ -330,7 +330,7 @@ def test_nvidia_smi_q_every_gpu_of_the_4090_rig():
 
 
 def test_nvidia_smi_q_tree_keeps_sections_and_empty_values():
-    tree = parsers.parse_nvidia_smi_q_tree(read_capture("nvidia-smi-q__rtx5090__1.txt"))
+    tree = smiquery.parse_nvidia_smi_q_tree(read_capture("nvidia-smi-q__rtx5090__1.txt"))
     assert tree["header"]["Driver Version"] == "570.124.06"
     gpu = tree["gpus"][0]["tree"]
     assert gpu["Platform Info"]["Chassis Serial Number"] == ""
@@ -361,7 +361,7 @@ GPU 00000000:41:00.0
 
 
 def test_nvidia_smi_q_older_power_layout_and_display_subset():
-    result = parsers.parse_nvidia_smi_q(OLD_POWER_LAYOUT)
+    result = smiquery.parse_nvidia_smi_q(OLD_POWER_LAYOUT)
     gpu = result["gpus"][0]
     assert gpu["power"] == {
         "current_limit_w": 300.0,
@@ -380,7 +380,7 @@ def test_nvidia_smi_q_older_power_layout_and_display_subset():
 
 def test_nvidia_smi_q_rejects_other_text():
     with pytest.raises(ValueError, match="NVSMI LOG"):
-        parsers.parse_nvidia_smi_q("Failed to initialize NVML: Driver/library version mismatch\n")
+        smiquery.parse_nvidia_smi_q("Failed to initialize NVML: Driver/library version mismatch\n")
 
 
 # --- nvidia-smi topo -m ---------------------------------------------------------------
@@ -392,7 +392,7 @@ TOPO_PRO6000 = "topo-m__rtxpro6000x8__1.txt"
 
 
 def test_topo_matrix_h200_nvlink_and_nics():
-    topo = parsers.parse_topo_matrix(read_capture(TOPO_H200))
+    topo = smitopo.parse_topo_matrix(read_capture(TOPO_H200))
     assert topo["devices"] == [f"GPU{i}" for i in range(8)] + [f"NIC{i}" for i in range(10)]
     assert topo["gpus"] == [f"GPU{i}" for i in range(8)]
     assert topo["links"]["GPU0"]["GPU0"] == "X"
@@ -412,7 +412,7 @@ def test_topo_matrix_h200_nvlink_and_nics():
 
 
 def test_topo_matrix_older_driver_without_gpu_numa_id():
-    topo = parsers.parse_topo_matrix(read_capture(TOPO_4090))
+    topo = smitopo.parse_topo_matrix(read_capture(TOPO_4090))
     assert topo["devices"] == ["GPU0", "GPU1"]
     assert topo["links"] == {"GPU0": {"GPU0": "X", "GPU1": "SYS"}, "GPU1": {"GPU0": "SYS", "GPU1": "X"}}
     assert topo["affinity_columns"] == ["CPU Affinity", "NUMA Affinity"]
@@ -425,7 +425,7 @@ def test_topo_matrix_older_driver_without_gpu_numa_id():
 def test_topo_matrix_ansi_header_phb():
     text = read_capture(TOPO_5070)
     assert "\x1b[4m" in text
-    topo = parsers.parse_topo_matrix(text)
+    topo = smitopo.parse_topo_matrix(text)
     assert topo["devices"] == [f"GPU{i}" for i in range(5)]
     assert topo["affinity_columns"] == ["CPU Affinity", "NUMA Affinity", "GPU NUMA ID"]
     for a in topo["devices"]:
@@ -436,7 +436,7 @@ def test_topo_matrix_ansi_header_phb():
 
 
 def test_topo_matrix_pcie_switches_two_sockets():
-    topo = parsers.parse_topo_matrix(read_capture(TOPO_PRO6000))
+    topo = smitopo.parse_topo_matrix(read_capture(TOPO_PRO6000))
     links = topo["links"]
     assert links["GPU0"]["GPU1"] == "PIX"
     assert links["GPU0"]["GPU2"] == "NODE"
@@ -448,14 +448,14 @@ def test_topo_matrix_pcie_switches_two_sockets():
 
 def test_topo_matrix_rejects_other_text():
     with pytest.raises(ValueError, match="topo -m"):
-        parsers.parse_topo_matrix("No devices were found\n")
+        smitopo.parse_topo_matrix("No devices were found\n")
 
 
 # --- nvidia-smi topo -p2p -------------------------------------------------------------
 
 
 def test_topo_p2p_h100_spaces_and_legend():
-    p2p = parsers.parse_topo_p2p(read_capture("topo-p2p-r__h100x8__1.txt"))
+    p2p = smitopo.parse_topo_p2p(read_capture("topo-p2p-r__h100x8__1.txt"))
     assert p2p["devices"] == [f"GPU{i}" for i in range(8)]
     for a in p2p["devices"]:
         for b in p2p["devices"]:
@@ -466,7 +466,7 @@ def test_topo_p2p_h100_spaces_and_legend():
 
 
 def test_topo_p2p_partial_chipset_not_supported():
-    p2p = parsers.parse_topo_p2p(read_capture("topo-p2p-r__l4x2__1.txt"))
+    p2p = smitopo.parse_topo_p2p(read_capture("topo-p2p-r__l4x2__1.txt"))
     assert p2p["status"] == {"GPU0": {"GPU0": "X", "GPU1": "CNS"}, "GPU1": {"GPU0": "CNS", "GPU1": "X"}}
     assert p2p["legend"] == {}
 
@@ -478,7 +478,7 @@ def test_topo_p2p_partial_chipset_not_supported():
 def test_topo_p2p_ansi_tabs(name, has_dr):
     text = read_capture(name)
     assert "\x1b[" in text and "\t" in text
-    p2p = parsers.parse_topo_p2p(text)
+    p2p = smitopo.parse_topo_p2p(text)
     assert p2p["devices"] == [f"GPU{i}" for i in range(5)]
     assert p2p["status"]["GPU0"]["GPU4"] == "OK"
     assert p2p["status"]["GPU3"]["GPU3"] == "X"
@@ -489,14 +489,14 @@ def test_topo_p2p_ansi_tabs(name, has_dr):
 
 def test_topo_p2p_rejects_other_text():
     with pytest.raises(ValueError, match="topo -p2p"):
-        parsers.parse_topo_p2p("Invalid combination of input arguments.\n")
+        smitopo.parse_topo_p2p("Invalid combination of input arguments.\n")
 
 
 # --- lspci ----------------------------------------------------------------------------
 
 
 def test_lspci_v_non_root_access_denied():
-    (dev,) = parsers.parse_lspci_vv(read_capture("lspci-v__rtx4090__1.txt"))
+    (dev,) = pcidev.parse_lspci_vv(read_capture("lspci-v__rtx4090__1.txt"))
     assert dev["bdf"] == "01:00.0"
     assert dev["class"] == "VGA compatible controller"
     assert dev["description"] == "NVIDIA Corporation AD102 [GeForce RTX 4090]"
@@ -514,7 +514,7 @@ def test_lspci_v_non_root_access_denied():
 
 
 def test_lspci_vv_a6000_small_bar_and_gen1_idle():
-    devices = parsers.parse_lspci_vv(read_capture("lspci-vv__rtxa6000x4__1.txt"))
+    devices = pcidev.parse_lspci_vv(read_capture("lspci-vv__rtxa6000x4__1.txt"))
     assert [d["bdf"] for d in devices] == [
         "01:00.0", "01:00.1", "41:00.0", "41:00.1", "81:00.0", "81:00.1", "c1:00.0", "c1:00.1",
     ]
@@ -540,7 +540,7 @@ def test_lspci_vv_a6000_small_bar_and_gen1_idle():
 
 
 def test_lspci_vvv_pro6000_rebar_on_bar2_and_virtual_rebar():
-    devices = parsers.parse_lspci_vv(read_capture("lspci-vvv__rtxpro6000x8__1.txt"))
+    devices = pcidev.parse_lspci_vv(read_capture("lspci-vvv__rtxpro6000x8__1.txt"))
     assert len(devices) == 8
     assert [d["bdf"] for d in devices] == [
         "06:00.0", "07:00.0", "75:00.0", "76:00.0", "84:00.0", "85:00.0", "f4:00.0", "f5:00.0",
@@ -565,7 +565,7 @@ def test_lspci_vvv_pro6000_rebar_on_bar2_and_virtual_rebar():
 
 
 def test_lspci_vvvv_rk3568_x1_downgraded_no_driver_line():
-    (dev,) = parsers.parse_lspci_vv(read_capture("lspci-vvvv__rtx3090-rk3568__1.txt"))
+    (dev,) = pcidev.parse_lspci_vv(read_capture("lspci-vvvv__rtx3090-rk3568__1.txt"))
     assert dev["bdf"] == "0002:21:00.0"
     assert dev["description"] == "NVIDIA Corporation GA102 [GeForce RTX 3090]"
     assert dev["kernel_driver"] is None
@@ -583,7 +583,7 @@ def test_lspci_vvvv_rk3568_x1_downgraded_no_driver_line():
 
 
 def test_lspci_vvvv_rk3588_gen3_x4_nouveau():
-    (dev,) = parsers.parse_lspci_vv(read_capture("lspci-vvvv__rtx3090-rk3588__1.txt"))
+    (dev,) = pcidev.parse_lspci_vv(read_capture("lspci-vvvv__rtx3090-rk3588__1.txt"))
     assert dev["bdf"] == "0000:01:00.0"
     assert dev["kernel_driver"] == "nouveau"
     assert dev["lnksta"] == {
@@ -599,7 +599,7 @@ def test_lspci_numeric_ids_and_domain():
         "\tSubsystem: Gigabyte Technology Co., Ltd Device 403b [1458:403b]\n"
         "\tRegion 1: Memory at 38000000000 (64-bit, prefetchable) [size=32G]\n"
     )
-    (dev,) = parsers.parse_lspci_vv(text)
+    (dev,) = pcidev.parse_lspci_vv(text)
     assert dev["bdf"] == "0000:01:00.0"
     assert dev["class_id"] == "0300"
     assert (dev["vendor_id"], dev["device_id"]) == ("10de", "2204")
@@ -608,16 +608,16 @@ def test_lspci_numeric_ids_and_domain():
 
 
 def test_lspci_errors_and_sizes():
-    assert parsers.parse_lspci_vv("") == []
+    assert pcidev.parse_lspci_vv("") == []
     with pytest.raises(ValueError, match="not lspci output"):
-        parsers.parse_lspci_vv("pcilib: Cannot open /proc/bus/pci\n")
-    assert parsers.parse_size("256MB") == 256 * MIB
-    assert parsers.parse_size("32GB") == 32 * GIB
-    assert parsers.parse_size("16GB") == 16 * GIB
-    assert parsers.parse_size("64MB") == 64 * MIB
-    assert parsers.parse_size("512K") == 512 * 1024
-    assert parsers.parse_size("1PB") == 2**50
-    assert parsers.parse_size("lots") is None
+        pcidev.parse_lspci_vv("pcilib: Cannot open /proc/bus/pci\n")
+    assert pcidev.parse_size("256MB") == 256 * MIB
+    assert pcidev.parse_size("32GB") == 32 * GIB
+    assert pcidev.parse_size("16GB") == 16 * GIB
+    assert pcidev.parse_size("64MB") == 64 * MIB
+    assert pcidev.parse_size("512K") == 512 * 1024
+    assert pcidev.parse_size("1PB") == 2**50
+    assert pcidev.parse_size("lots") is None
 
 
 # --- link speeds ----------------------------------------------------------------------
@@ -629,22 +629,22 @@ def test_lspci_errors_and_sizes():
      ("32.0 GT/s PCIe", 32.0), ("Unknown", None), ("", None)],
 )
 def test_parse_sysfs_link_speed(text, gts):
-    assert parsers.parse_sysfs_link_speed(text) == gts
+    assert pcidev.parse_sysfs_link_speed(text) == gts
 
 
 def test_parse_sysfs_link_speed_rejects_garbage():
     with pytest.raises(ValueError):
-        parsers.parse_sysfs_link_speed("fast")
+        pcidev.parse_sysfs_link_speed("fast")
 
 
 @pytest.mark.parametrize(("gts", "gen"), [(2.5, 1), (5, 2), (5.0, 2), (8, 3), (16.0, 4), (32, 5), (64, 6)])
 def test_pcie_gen_from_speed(gts, gen):
-    assert parsers.pcie_gen_from_speed(gts) == gen
+    assert pcidev.pcie_gen_from_speed(gts) == gen
 
 
 def test_pcie_gen_from_speed_rejects_non_pcie_rates():
     with pytest.raises(ValueError):
-        parsers.pcie_gen_from_speed(3.0)
+        pcidev.pcie_gen_from_speed(3.0)
 
 
 # --- p2pBandwidthLatencyTest ----------------------------------------------------------
@@ -658,7 +658,7 @@ LAT_ON = "P2P=Enabled Latency (P2P Writes) Matrix (us)"
 
 
 def test_p2p_test_3090x2_cannot_access():
-    result = parsers.parse_p2p_bandwidth_latency_test(
+    result = p2pbench.parse_p2p_bandwidth_latency_test(
         read_capture("p2pBandwidthLatencyTest__rtx3090x2__1.txt")
     )
     assert [(d["index"], d["name"], d["pci_bus_id"]) for d in result["devices"]] == [
@@ -678,7 +678,7 @@ def test_p2p_test_3090x2_cannot_access():
 
 
 def test_p2p_test_3090x4_spaces_in_connectivity_matrix():
-    result = parsers.parse_p2p_bandwidth_latency_test(
+    result = p2pbench.parse_p2p_bandwidth_latency_test(
         read_capture("p2pBandwidthLatencyTest__rtx3090x4__1.txt")
     )
     assert [d["pci_bus_id"] for d in result["devices"]] == ["19", "53", "8d", "c7"]
@@ -691,7 +691,7 @@ def test_p2p_test_3090x4_spaces_in_connectivity_matrix():
 
 
 def test_p2p_test_4090x2_early_driver_can_access_asymmetric():
-    result = parsers.parse_p2p_bandwidth_latency_test(
+    result = p2pbench.parse_p2p_bandwidth_latency_test(
         read_capture("p2pBandwidthLatencyTest__rtx4090x2__1.txt")
     )
     assert result["can_access"] == [[True, True], [True, True]]
@@ -703,7 +703,7 @@ def test_p2p_test_4090x2_early_driver_can_access_asymmetric():
 
 
 def test_p2p_test_4090x2_later_driver_cannot_access():
-    result = parsers.parse_p2p_bandwidth_latency_test(
+    result = p2pbench.parse_p2p_bandwidth_latency_test(
         read_capture("p2pBandwidthLatencyTest__rtx4090x2__2.txt")
     )
     assert result["can_access"] == [[True, False], [False, True]]
@@ -711,7 +711,7 @@ def test_p2p_test_4090x2_later_driver_cannot_access():
 
 
 def test_p2p_test_4090x6_partial_single_matrix():
-    result = parsers.parse_p2p_bandwidth_latency_test(
+    result = p2pbench.parse_p2p_bandwidth_latency_test(
         read_capture("p2pBandwidthLatencyTest__rtx4090x6__1.txt")
     )
     assert result["devices"] == []
@@ -724,7 +724,7 @@ def test_p2p_test_4090x6_partial_single_matrix():
 
 
 def test_p2p_test_5070_5060ti_mixed_access():
-    result = parsers.parse_p2p_bandwidth_latency_test(
+    result = p2pbench.parse_p2p_bandwidth_latency_test(
         read_capture("p2pBandwidthLatencyTest__rtx5070-5060tix4__1.txt")
     )
     names = [d["name"] for d in result["devices"]]
@@ -740,7 +740,7 @@ def test_p2p_test_5070_5060ti_mixed_access():
 
 def test_p2p_test_rejects_other_text():
     with pytest.raises(ValueError, match="p2pBandwidthLatencyTest"):
-        parsers.parse_p2p_bandwidth_latency_test("CUDA error: no CUDA-capable device is detected\n")
+        p2pbench.parse_p2p_bandwidth_latency_test("CUDA error: no CUDA-capable device is detected\n")
 
 
 # --- misc -----------------------------------------------------------------------------

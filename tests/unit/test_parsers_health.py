@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from rigctl.core import benchout, kernlog, nvsmi, parsers, pcitopo
+from rigctl.core import benchout, kernlog, nvsmi, pcidev, pcitopo, smiquery, smitopo
 from tests.captures import read_capture
 
 # --- kernel log: Xid ----------------------------------------------------------------------
@@ -326,7 +326,7 @@ BRIDGES = "lspci-vvv-bridges__rtxpro6000x8-pex890xx__1.txt"
 
 
 def test_lspci_bridges_aer_and_topology_above_gpu_06():
-    bridges = parsers.parse_lspci_vv(read_capture(BRIDGES))
+    bridges = pcidev.parse_lspci_vv(read_capture(BRIDGES))
     assert [d["bdf"] for d in bridges] == ["00:01.1", "01:00.0", "02:03.0"]
     assert [d["bus"] for d in bridges] == [
         {"primary": 0, "secondary": 1, "subordinate": 8},
@@ -353,7 +353,7 @@ def test_lspci_bridges_aer_and_topology_above_gpu_06():
     assert "RootSta" not in downstream["aer"]
     assert downstream["lnksta"]["speed_gts"] == 2.5
     assert downstream["acs_ctl"]["ReqRedir"] is False
-    gpus = parsers.parse_lspci_vv(read_capture("lspci-vvv__rtxpro6000x8__1.txt"))
+    gpus = pcidev.parse_lspci_vv(read_capture("lspci-vvv__rtxpro6000x8__1.txt"))
     parents = pcitopo.bridge_parents(bridges + gpus)
     assert parents["0000:06:00.0"] == "0000:02:03.0"
     assert parents["0000:02:03.0"] == "0000:01:00.0"
@@ -367,19 +367,19 @@ def test_lspci_bridges_aer_and_topology_above_gpu_06():
 
 
 def test_lspci_gpu_aer_blocks():
-    gpus = parsers.parse_lspci_vv(read_capture("lspci-vvv__rtxpro6000x8__1.txt"))
+    gpus = pcidev.parse_lspci_vv(read_capture("lspci-vvv__rtxpro6000x8__1.txt"))
     assert all(g["aer"]["uncorrectable"] == [] and g["aer"]["correctable"] == [] for g in gpus)
     assert gpus[0]["aer"]["CESta"] == {
         "RxErr": False, "BadTLP": False, "BadDLLP": False, "Rollover": False, "Timeout": False,
         "AdvNonFatalErr": False,
     }
-    a6000 = parsers.parse_lspci_vv(read_capture("lspci-vv__rtxa6000x4__1.txt"))
+    a6000 = pcidev.parse_lspci_vv(read_capture("lspci-vv__rtxa6000x4__1.txt"))
     by_bdf = {d["bdf"]: d for d in a6000}
     assert by_bdf["01:00.0"]["aer"]["uncorrectable"] == []
     # the HDA functions carry UnsupReq+ / AdvNonFatalErr+ (masked: CEMsk AdvNonFatalErr+)
     assert by_bdf["01:00.1"]["aer"]["uncorrectable"] == ["UnsupReq"]
     assert by_bdf["01:00.1"]["aer"]["correctable"] == ["AdvNonFatalErr"]
-    no_caps = parsers.parse_lspci_vv(read_capture("lspci-v__rtx4090__1.txt"))
+    no_caps = pcidev.parse_lspci_vv(read_capture("lspci-v__rtx4090__1.txt"))
     assert no_caps[0]["aer"] is None
 
 
@@ -424,7 +424,7 @@ def test_nvlink_status_inactive_link_lines_and_errors():
 
 
 def test_topo_3090_nv4_pair_spaces_lxc_cpuset():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
     assert topo["links"] == {"GPU0": {"GPU0": "X", "GPU1": "NV4"}, "GPU1": {"GPU0": "NV4", "GPU1": "X"}}
     assert topo["nvlink_pairs"] == [{"gpus": ["GPU0", "GPU1"], "links": 4}]
     assert topo["cpu_affinity"] == {"GPU0": "4,6,9,15,17", "GPU1": "4,6,9,15,17"}
@@ -436,7 +436,7 @@ def test_topo_3090_nv4_pair_spaces_lxc_cpuset():
 def test_topo_a6000_nv4_tabs_ansi_old_layout():
     text = read_capture("topo-m__rtxa6000x3-nv4__1.txt")
     assert "\t" in text and "\x1b[4m" in text
-    topo = parsers.parse_topo_matrix(text)
+    topo = smitopo.parse_topo_matrix(text)
     assert topo["devices"] == ["GPU0", "GPU1", "GPU2"]
     assert topo["affinity_columns"] == ["CPU Affinity", "NUMA Affinity"]
     assert topo["links"]["GPU0"]["GPU1"] == "NV4"
@@ -447,7 +447,7 @@ def test_topo_a6000_nv4_tabs_ansi_old_layout():
 
 
 def test_topo_mixed_5090_4090_two_numa_nodes():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx5090-4090x5-2numa__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx5090-4090x5-2numa__1.txt"))
     assert topo["gpus"] == [f"GPU{i}" for i in range(5)]
     assert topo["numa_node"] == {"GPU0": 1, "GPU1": 0, "GPU2": 0, "GPU3": 0, "GPU4": 0}
     assert topo["cpu_affinity"]["GPU0"] == "8-15,24-31"
@@ -460,7 +460,7 @@ def test_topo_mixed_5090_4090_two_numa_nodes():
 
 
 def test_topo_nvlink_pairs_h200_mesh():
-    topo = parsers.parse_topo_matrix(read_capture("topo-m__h200x8-nics__1.txt"))
+    topo = smitopo.parse_topo_matrix(read_capture("topo-m__h200x8-nics__1.txt"))
     assert len(topo["nvlink_pairs"]) == 28
     assert {p["links"] for p in topo["nvlink_pairs"]} == {18}
     assert topo["numa_node"]["GPU4"] == 1
@@ -470,7 +470,7 @@ def test_topo_nvlink_pairs_h200_mesh():
 
 
 def test_q_performance_old_throttle_reasons_block():
-    q = parsers.parse_nvidia_smi_q(read_capture("nvidia-smi-q-d-performance__geforce-495.44__1.txt"))
+    q = smiquery.parse_nvidia_smi_q(read_capture("nvidia-smi-q-d-performance__geforce-495.44__1.txt"))
     assert q["driver_version"] == "495.44"
     assert q["cuda_version"] == "11.5"
     (gpu,) = q["gpus"]
@@ -493,14 +493,14 @@ def test_q_performance_old_throttle_reasons_block():
 
 
 def test_q_full_new_clocks_event_reasons_and_counters():
-    q = parsers.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtxpro6000x8__1.txt"))
+    q = smiquery.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtxpro6000x8__1.txt"))
     gpu = q["gpus"][0]
     assert gpu["performance_state"] == "P8"
     assert gpu["clocks_event_reasons_active"] == []
     assert gpu["clocks_event_reasons"]["SW Power Cap"] == "Not Active"
     assert gpu["clocks_event_counters_us"]["SW Power Capping"] == 182086
     assert gpu["clocks_event_counters_us"]["HW Power Braking"] == 0
-    idle_3090 = parsers.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtx3090x2__1.txt"))["gpus"][0]
+    idle_3090 = smiquery.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtx3090x2__1.txt"))["gpus"][0]
     assert idle_3090["clocks_event_reasons_active"] == ["Idle"]
 
 
@@ -711,10 +711,10 @@ def test_nccl_oldest_header_error_column_without_redop_root():
         (AER_XID_79, kernlog.parse_kernel_log),
         (AER_INTEL, kernlog.parse_kernel_log),
         (XID_418, kernlog.parse_kernel_log),
-        (BRIDGES, parsers.parse_lspci_vv),
+        (BRIDGES, pcidev.parse_lspci_vv),
         ("nvlink-s__rtxa6000x3__1.txt", nvsmi.parse_nvlink_status),
-        ("topo-m__rtxa6000x3-nv4__1.txt", parsers.parse_topo_matrix),
-        ("nvidia-smi-q-d-performance__geforce-495.44__1.txt", parsers.parse_nvidia_smi_q),
+        ("topo-m__rtxa6000x3-nv4__1.txt", smitopo.parse_topo_matrix),
+        ("nvidia-smi-q-d-performance__geforce-495.44__1.txt", smiquery.parse_nvidia_smi_q),
         ("query-compute-apps-csv__rtx4080super__1.txt", nvsmi.parse_query_compute_apps_csv),
         ("nvbandwidth__rtxa6000x6__1.txt", benchout.parse_nvbandwidth),
         ("nccl-all_reduce_perf__rtx5090x8__1.txt", benchout.parse_nccl_tests),
@@ -754,17 +754,22 @@ def test_dcgmi_diag_r3_printed_twice():
     assert result["failed"] == [] and result["warned"] == [] and result["passed"] is True
 
 
+#: A dcgmi diag table with a failed and a warned test (the shape of dcgmi's output; made up,
+#: no capture has failures): shared with tests/unit/test_health.py.
+DCGMI_FAIL_AND_WARN = (
+    "+---------------------------+------------------------------------------------+\n"
+    "| Diagnostic                | Result                                         |\n"
+    "+===========================+================================================+\n"
+    "|-----  Deployment  --------+------------------------------------------------|\n"
+    "| Persistence Mode          | Fail                                           |\n"
+    "|                           | Warning: Persistence mode for GPU 0 is disabled|\n"
+    "| Inforom                   | Warn - GPU: 1                                  |\n"
+    "+---------------------------+------------------------------------------------+\n"
+)
+
+
 def test_dcgmi_diag_fail_with_warning_rows_and_errors():
-    text = (
-        "+---------------------------+------------------------------------------------+\n"
-        "| Diagnostic                | Result                                         |\n"
-        "+===========================+================================================+\n"
-        "|-----  Deployment  --------+------------------------------------------------|\n"
-        "| Persistence Mode          | Fail                                           |\n"
-        "|                           | Warning: Persistence mode for GPU 0 is disabled|\n"
-        "| Inforom                   | Warn - GPU: 1                                  |\n"
-        "+---------------------------+------------------------------------------------+\n"
-    )
+    text = DCGMI_FAIL_AND_WARN
     result = benchout.parse_dcgmi_diag(text)
     assert result["failed"] == ["Persistence Mode"] and result["passed"] is False
     assert result["tests"][0]["details"] == ["Warning: Persistence mode for GPU 0 is disabled"]

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from rigctl.core import p2pverdict, parsers
+from rigctl.core import p2pbench, p2pverdict
 from rigctl.verify import report
 from rigctl.verify.run import Check, VerifyResult
 from tests.captures import read_capture
@@ -23,7 +23,7 @@ GPU = {"index": 0, "bus_id": "0000:04:00.0", "name": "NVIDIA GeForce RTX 5070", 
 
 
 def capture_verdict(simulated=False):
-    parsed = parsers.parse_p2p_bandwidth_latency_test(
+    parsed = p2pbench.parse_p2p_bandwidth_latency_test(
         read_capture("p2pBandwidthLatencyTest__rtx5070-5060tix4__1.txt"))
     links = {str(i): {"gen": 3, "width": 4} for i in range(5)}
     return p2pverdict.judge(p2pverdict.from_p2p_bandwidth_test(parsed), links,

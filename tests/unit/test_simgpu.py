@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rigctl.core import constants, parsers
+from rigctl.core import constants, pcidev, smiquery, smitopo
 from rigctl.simgpu import install, list_profiles, load_profile, validate_profile
 from rigctl.simgpu import tool as simtool
 from rigctl.simgpu.tool import profile as simprofile
@@ -89,7 +89,7 @@ class Sim:
 
     def query(self, fields=CSV_FIELDS, extra=()) -> list[dict]:
         out = self.ok("--query-gpu=" + ",".join(fields), "--format=csv", *extra)
-        return parsers.parse_query_gpu_csv(out)
+        return smiquery.parse_query_gpu_csv(out)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -267,7 +267,7 @@ def test_query_gpu_csv_matches_profile(sim, name):
     # noheader,nounits with the field list given: the same values
     out = rig.ok("--query-gpu=" + ",".join(CSV_FIELDS), "--format=csv,noheader,nounits")
     assert not out.startswith("index")
-    assert parsers.parse_query_gpu_csv(out, fields=CSV_FIELDS) == rows
+    assert smiquery.parse_query_gpu_csv(out, fields=CSV_FIELDS) == rows
 
 
 def test_query_gpu_csv_layout_like_the_real_tool(sim):
@@ -280,7 +280,7 @@ def test_query_gpu_csv_layout_like_the_real_tool(sim):
     out = rig.ok("--query-gpu=index,power.limit", "--format=csv,noheader,nounits")
     assert out.splitlines() == ["0, 350.00", "1, 350.00", "2, 350.00", "3, 350.00"]
     # the header the exporter captures show, parsed the same way as the real one
-    real = parsers.parse_query_gpu_csv(read_capture("query-gpu-csv__rtx4080super__1.txt"))[0]
+    real = smiquery.parse_query_gpu_csv(read_capture("query-gpu-csv__rtx4080super__1.txt"))[0]
     ours = rig.query(fields=["power.limit", "memory.total", "pcie.link.gen.max"], extra=("-i", "0"))[0]
     assert set(ours) <= set(real)
 
@@ -289,7 +289,7 @@ def test_query_gpu_csv_layout_like_the_real_tool(sim):
 def test_nvidia_smi_q_matches_profile(sim, name):
     rig = sim(name)
     profile = rig.profile
-    result = parsers.parse_nvidia_smi_q(rig.ok("-q"))
+    result = smiquery.parse_nvidia_smi_q(rig.ok("-q"))
     assert result["driver_version"] == profile["driver_version"]
     assert result["cuda_version"] == profile["cuda_version"]
     assert result["attached_gpus"] == len(profile["gpus"])
@@ -321,7 +321,7 @@ def test_nvidia_smi_q_matches_profile(sim, name):
 
 def test_nvidia_smi_q_display_subsets_and_id(sim):
     rig = sim("4x3090-smallbar")
-    result = parsers.parse_nvidia_smi_q(rig.ok("-q", "-d", "MEMORY,POWER", "-i", "1"))
+    result = smiquery.parse_nvidia_smi_q(rig.ok("-q", "-d", "MEMORY,POWER", "-i", "1"))
     assert result["attached_gpus"] == 4  # the real tool counts every GPU
     (gpu,) = result["gpus"]
     assert gpu["bus_id"] == "00000000:21:00.0"
@@ -330,7 +330,7 @@ def test_nvidia_smi_q_display_subsets_and_id(sim):
     assert gpu["power"]["max_limit_w"] == 350.0
     assert gpu["product_name"] is None  # like the real tool, -d shows only its sections
     assert gpu["pci"]["link_gen_max"] is None
-    temperature = parsers.parse_nvidia_smi_q(rig.ok("-q", "-d", "temperature"))
+    temperature = smiquery.parse_nvidia_smi_q(rig.ok("-q", "-d", "temperature"))
     assert len(temperature["gpus"]) == 4
     assert all(g["bar1_total_mib"] is None for g in temperature["gpus"])
     # PCI is not a -d display type of the real tool: refused, pointing at the full -q
@@ -372,11 +372,11 @@ def test_older_driver_layouts_still_parse(sim):
     rig = sim(data)
     out = rig.ok("-q", "-d", "POWER")
     assert "    Power Readings\n" in out and "Enforced Power Limit" in out
-    gpu = parsers.parse_nvidia_smi_q(out)["gpus"][0]
+    gpu = smiquery.parse_nvidia_smi_q(out)["gpus"][0]
     assert gpu["power"]["current_limit_w"] == 450.0 and gpu["power"]["max_limit_w"] == 600.0
     topo_text = rig.ok("topo", "-m")
     assert "\x1b[" not in topo_text
-    topo = parsers.parse_topo_matrix(topo_text)
+    topo = smitopo.parse_topo_matrix(topo_text)
     assert topo["affinity_columns"] == ["CPU Affinity", "NUMA Affinity"]
     assert topo["numa_affinity"] == {"GPU0": "0", "GPU1": "0"}
     assert topo["links"]["GPU0"]["GPU1"] == "PHB"
@@ -390,7 +390,7 @@ def test_topo_matrix_matches_profile(sim):
     assert text.splitlines()[0].startswith("\t\x1b[4mGPU0\tGPU1\t")
     assert real.splitlines()[0].startswith("\t\x1b[4mGPU0\tGPU1\t")
     assert text.splitlines()[1].endswith("\t0-31,64-95\t0\t\tN/A")
-    topo = parsers.parse_topo_matrix(text)
+    topo = smitopo.parse_topo_matrix(text)
     assert topo["devices"] == [f"GPU{i}" for i in range(8)]
     assert topo["links"]["GPU0"]["GPU0"] == "X"
     assert topo["links"]["GPU0"]["GPU1"] == "NODE"
@@ -400,13 +400,13 @@ def test_topo_matrix_matches_profile(sim):
     assert topo["cpu_affinity"]["GPU7"] == "32-63,96-127"
     assert topo["numa_affinity"]["GPU7"] == "1"
     assert topo["gpu_numa_id"] == {f"GPU{i}": None for i in range(8)}
-    phb = parsers.parse_topo_matrix(sim("2x4090").ok("topo", "-m"))
+    phb = smitopo.parse_topo_matrix(sim("2x4090").ok("topo", "-m"))
     assert phb["links"]["GPU0"]["GPU1"] == "PHB"
 
 
 def _p2p(rig, mode="r"):
     text = rig.ok("topo", "-p2p", mode)
-    return parsers.parse_topo_p2p(text)["status"]
+    return smitopo.parse_topo_p2p(text)["status"]
 
 
 def test_topo_p2p_chipset_gpu_is_cns_and_stock_is_ns(sim):
@@ -441,13 +441,13 @@ def test_topo_p2p_layout_like_the_real_tool(sim):
     assert text.splitlines()[0] == " \t\x1b[4mGPU0\tGPU1\tGPU2\tGPU3\t\x1b[0m"
     assert real.splitlines()[0].startswith(" \t\x1b[4mGPU0\tGPU1\t")
     assert text.splitlines()[1] == " GPU0\tX\tNS\tNS\tNS\t"
-    legend = parsers.parse_topo_p2p(text)["legend"]
-    assert legend == parsers.parse_topo_p2p(real)["legend"]
+    legend = smitopo.parse_topo_p2p(text)["legend"]
+    assert legend == smitopo.parse_topo_p2p(real)["legend"]
 
 
 def test_lspci_view_parses_like_lspci(sim):
     rig = sim("6x3090")
-    everything = parsers.parse_lspci_vv(rig.ok("lspci", tool="rigctl-simgpu"))
+    everything = pcidev.parse_lspci_vv(rig.ok("lspci", tool="rigctl-simgpu"))
     devices = [d for d in everything if d["class_id"] == "0300"]
     bridges = [d for d in everything if d["class_id"] == "0604"]
     assert len(devices) == 6 and len(bridges) == 6
@@ -471,14 +471,14 @@ def test_lspci_view_parses_like_lspci(sim):
         assert dev["lnksta"]["width_downgraded"] is gpu["behind_chipset"]
         assert dev["lnksta"]["speed_downgraded"] is False
     riser = [
-        d for d in parsers.parse_lspci_vv(sim("4x3090-x4riser").ok("lspci", tool="rigctl-simgpu"))
+        d for d in pcidev.parse_lspci_vv(sim("4x3090-x4riser").ok("lspci", tool="rigctl-simgpu"))
         if d["class_id"] == "0300"
     ]
     assert riser[2]["lnksta"] == {
         "speed_gts": 8.0, "gen": 3, "width": 4, "speed_downgraded": True, "width_downgraded": True,
     }
     small = [
-        d for d in parsers.parse_lspci_vv(sim("4x3090-smallbar").ok("lspci", tool="rigctl-simgpu"))
+        d for d in pcidev.parse_lspci_vv(sim("4x3090-smallbar").ok("lspci", tool="rigctl-simgpu"))
         if d["class_id"] == "0300"
     ]
     assert {[b for b in d["rebar"] if b["bar"] == 1][0]["current_bytes"] for d in small} == {256 * MIB}
@@ -512,7 +512,7 @@ def test_power_limit_in_range_changes_value_and_says_so(sim):
     assert [(r["power.limit"], r["enforced.power.limit"]) for r in rows] == [
         (280.0, 280.0), (350.0, 350.0), (350.0, 350.0), (350.0, 350.0)]
     assert {r["power.default_limit"] for r in rows} == {350.0}
-    q = parsers.parse_nvidia_smi_q(rig.ok("-q", "-d", "POWER", "-i", "00000000:01:00.0"))
+    q = smiquery.parse_nvidia_smi_q(rig.ok("-q", "-d", "POWER", "-i", "00000000:01:00.0"))
     assert q["gpus"][0]["power"]["current_limit_w"] == 280.0
     assert q["gpus"][0]["power"]["default_limit_w"] == 350.0
     # all GPUs at once, a fractional value, and the "from" value is the current one
@@ -647,7 +647,7 @@ def test_persistence_mode(sim):
     out = rig.ok("-pm", "ENABLED", "-i", "0")
     assert out == "Persistence mode is already Enabled for GPU 00000000:01:00.0.\nAll done.\n"
     assert "persistence mode is disabled" not in rig.ok("-pl", "300", "-i", "0")
-    q = parsers.parse_nvidia_smi_q(rig.ok("-q"))
+    q = smiquery.parse_nvidia_smi_q(rig.ok("-q"))
     assert [g["persistence_mode"] for g in q["gpus"]] == ["Enabled", "Disabled", "Disabled", "Disabled"]
     # non-root: already-set is fine, changing is refused
     assert rig.run("-pm", "1", "-i", "0", root=False).returncode == 0
@@ -677,7 +677,7 @@ def test_persistenced_hook_and_status(sim):
     assert {r["persistence_mode"] for r in rig.query(fields=["persistence_mode"])} == {"Disabled"}
     assert rig.run("persistenced", "start", tool="rigctl-simgpu", root=False).returncode == 4
     # the tool also answers nvidia-smi arguments (rigctl's fact gathering calls it that way)
-    rows = parsers.parse_query_gpu_csv(
+    rows = smiquery.parse_query_gpu_csv(
         rig.ok("--query-gpu=index,power.limit", "--format=csv,noheader,nounits", tool="rigctl-simgpu"),
         fields=["index", "power.limit"],
     )
@@ -823,10 +823,10 @@ def test_files_for_profile(name):
         assert read("subsystem_vendor") + read("subsystem_device") != ""
         assert int(read("subsystem_device"), 16) << 16 | int(read("subsystem_vendor"), 16) == int(
             gpu["subsystem_id"], 16)
-        current = parsers.parse_sysfs_link_speed(read("current_link_speed"))
-        top = parsers.parse_sysfs_link_speed(read("max_link_speed"))
-        assert parsers.pcie_gen_from_speed(current) == gpu["link_gen_current"]
-        assert parsers.pcie_gen_from_speed(top) == gpu["device_gen_max"]
+        current = pcidev.parse_sysfs_link_speed(read("current_link_speed"))
+        top = pcidev.parse_sysfs_link_speed(read("max_link_speed"))
+        assert pcidev.pcie_gen_from_speed(current) == gpu["link_gen_current"]
+        assert pcidev.pcie_gen_from_speed(top) == gpu["device_gen_max"]
         assert read("current_link_speed").endswith(" GT/s PCIe\n")
         assert int(read("current_link_width")) == gpu["link_width_current"]
         assert int(read("max_link_width")) == gpu["device_width_max"]

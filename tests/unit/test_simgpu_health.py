@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rigctl.core import constants, kernlog, nvsmi, parsers, pcitopo, probe
+from rigctl.core import constants, kernlog, nvsmi, parsers, pcidev, pcitopo, probe, smiquery, smitopo
 from rigctl.simgpu import install, load_profile, validate_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -193,7 +193,7 @@ def test_aer_profile_kernel_records_and_sysfs_counters(rig):
 
 def test_aer_slot_path_from_lspci_and_sysfs_bus_numbers(rig):
     sim = rig("4x3090-aer")
-    devices = parsers.parse_lspci_vv(sim.ok("lspci"))
+    devices = pcidev.parse_lspci_vv(sim.ok("lspci"))
     path = pcitopo.upstream_bridges(devices, "0000:43:00.0")
     assert path == ["0000:42:00.0", "0000:41:00.0", "0000:40:03.1"]
     assert pcitopo.upstream_bridges(devices, "0000:01:00.0") == ["0000:00:01.1"]
@@ -204,7 +204,7 @@ def test_aer_slot_path_from_lspci_and_sysfs_bus_numbers(rig):
         assert (base / "class").read_text() == "0x060400\n"
         assert int((base / "secondary_bus_number").read_text()) == by_bdf[bdf]["bus"]["secondary"]
         assert int((base / "subordinate_bus_number").read_text()) == by_bdf[bdf]["bus"]["subordinate"]
-    assert parsers.parse_topo_matrix(sim.ok("topo", "-m"))["links"]["GPU2"]["GPU3"] == "PIX"
+    assert smitopo.parse_topo_matrix(sim.ok("topo", "-m"))["links"]["GPU2"]["GPU3"] == "PIX"
 
 
 def test_runtime_faults_add_list_clear(rig):
@@ -250,11 +250,11 @@ def test_nvlink_bridge_like_the_real_capture(rig):
     real = nvsmi.parse_nvlink_status(read_capture("nvlink-s__rtx3090x2__1.txt"))
     strip = [{k: v for k, v in g.items() if k not in ("uuid",)} for g in ours["gpus"]]
     assert strip == [{k: v for k, v in g.items() if k != "uuid"} for g in real["gpus"]]
-    topo = parsers.parse_topo_matrix(sim.ok("topo", "-m"))
-    real_topo = parsers.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
+    topo = smitopo.parse_topo_matrix(sim.ok("topo", "-m"))
+    real_topo = smitopo.parse_topo_matrix(read_capture("topo-m__rtx3090x2-nv4__1.txt"))
     assert topo["nvlink_pairs"] == real_topo["nvlink_pairs"] == [{"gpus": ["GPU0", "GPU1"], "links": 4}]
     for mode in ("r", "n"):
-        assert parsers.parse_topo_p2p(sim.ok("topo", "-p2p", mode))["status"]["GPU0"]["GPU1"] == "OK"
+        assert smitopo.parse_topo_p2p(sim.ok("topo", "-p2p", mode))["status"]["GPU0"]["GPU1"] == "OK"
     one = sim.ok("nvlink", "-s", "-i", "0")
     assert one.startswith("GPU 0: ") and "GPU 1" not in one
 
@@ -265,13 +265,13 @@ def test_nvlink_degraded_and_down(rig):
     gpu0 = status["gpus"][0]
     assert gpu0["active_links"] == 3
     assert [link["speed_gbs"] for link in gpu0["links"]] == [14.062, 14.062, 7.031, None]
-    assert parsers.parse_topo_matrix(sim.ok("topo", "-m"))["nvlink_pairs"][0]["links"] == 3
+    assert smitopo.parse_topo_matrix(sim.ok("topo", "-m"))["nvlink_pairs"][0]["links"] == 3
     sim.ok("fault", "add", "nvlink-down", "--gpu", "1")
     status = nvsmi.parse_nvlink_status(sim.ok("nvlink", "-s"))
     assert all(g["all_inactive"] and not g["links"] for g in status["gpus"])
-    topo = parsers.parse_topo_matrix(sim.ok("topo", "-m"))
+    topo = smitopo.parse_topo_matrix(sim.ok("topo", "-m"))
     assert topo["nvlink_pairs"] == [] and topo["links"]["GPU0"]["GPU1"] == "PHB"
-    assert parsers.parse_topo_p2p(sim.ok("topo", "-p2p", "r"))["status"]["GPU0"]["GPU1"] == "NS"
+    assert smitopo.parse_topo_p2p(sim.ok("topo", "-p2p", "r"))["status"]["GPU0"]["GPU1"] == "NS"
     # the real capture of a GPU without active links reads the same way
     real = nvsmi.parse_nvlink_status(read_capture("nvlink-s__rtxa6000x3__1.txt"))["gpus"][2]
     assert real["all_inactive"] and not real["links"]
@@ -282,16 +282,16 @@ def test_nvlink_degraded_and_down(rig):
 
 def test_dual_socket_topology(rig):
     sim = rig("4x3090-2socket")
-    topo = parsers.parse_topo_matrix(sim.ok("topo", "-m"))
+    topo = smitopo.parse_topo_matrix(sim.ok("topo", "-m"))
     assert topo["numa_node"] == {"GPU0": 0, "GPU1": 0, "GPU2": 1, "GPU3": 1}
     assert topo["cpu_affinity"]["GPU2"] == "24-47,72-95"
     assert topo["links"]["GPU0"]["GPU2"] == "SYS" and topo["links"]["GPU0"]["GPU1"] == "NODE"
-    real = parsers.parse_topo_matrix(read_capture("topo-m__rtx5090-4090x5-2numa__1.txt"))
+    real = smitopo.parse_topo_matrix(read_capture("topo-m__rtx5090-4090x5-2numa__1.txt"))
     assert topo["affinity_columns"] == real["affinity_columns"]
     for gpu in sim.profile["gpus"]:
         bdf = gpu["bus_id"][4:].lower()
         assert (sim.sysfs / "bus/pci/devices" / bdf / "numa_node").read_text() == f"{gpu['numa_node']}\n"
-    lspci = {d["bdf"]: d for d in parsers.parse_lspci_vv(sim.ok("lspci"))}
+    lspci = {d["bdf"]: d for d in pcidev.parse_lspci_vv(sim.ok("lspci"))}
     assert lspci["0000:86:00.0"]["numa_node"] == 1
 
 
@@ -308,7 +308,7 @@ REASON_FIELDS = [
 
 def _reasons(sim):
     out = sim.ok("--query-gpu=" + ",".join(REASON_FIELDS), "--format=csv")
-    return parsers.parse_query_gpu_csv(out)
+    return smiquery.parse_query_gpu_csv(out)
 
 
 def test_idle_rig_reads_idle(rig):
@@ -331,10 +331,10 @@ def test_throttle_under_load(rig):
         assert row["clocks_event_reasons.active"] == "0x0000000000000004"
         assert row["power.draw"] > 0.95 * row["power.limit"] and row["pstate"] == "P2"
         assert row["temperature.gpu"] >= 70 and row["clocks.sm"] > 1800
-    q = parsers.parse_nvidia_smi_q(sim.ok("-q", "-d", "PERFORMANCE"))
+    q = smiquery.parse_nvidia_smi_q(sim.ok("-q", "-d", "PERFORMANCE"))
     assert q["gpus"][1]["clocks_event_reasons_active"] == ["HW Slowdown", "HW Power Brake Slowdown"]
     assert q["gpus"][0]["clocks_event_reasons_active"] == ["SW Power Cap"]
-    real = parsers.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtx3090x2__1.txt"))
+    real = smiquery.parse_nvidia_smi_q(read_capture("nvidia-smi-q__rtx3090x2__1.txt"))
     assert set(q["gpus"][1]["clocks_event_reasons"]) == set(real["gpus"][0]["clocks_event_reasons"])
 
 
@@ -368,11 +368,11 @@ def test_performance_section_follows_the_driver(rig, driver, block):
     sim.loaded()
     text = sim.ok("-q", "-d", "PERFORMANCE", "-i", "1")
     assert f"    {block}\n" in text
-    gpu = parsers.parse_nvidia_smi_q(text)["gpus"][0]
+    gpu = smiquery.parse_nvidia_smi_q(text)["gpus"][0]
     assert "HW Power Brake Slowdown" in gpu["clocks_event_reasons_active"]
     if driver.startswith("595"):
         assert gpu["clocks_event_counters_us"]["HW Power Braking"] > 0
-    real = parsers.parse_nvidia_smi_q(read_capture("nvidia-smi-q-d-performance__geforce-495.44__1.txt"))
+    real = smiquery.parse_nvidia_smi_q(read_capture("nvidia-smi-q-d-performance__geforce-495.44__1.txt"))
     assert set(real["gpus"][0]["clocks_event_reasons"]) == set(gpu["clocks_event_reasons"])
 
 
@@ -415,7 +415,7 @@ def test_probe_patched_p2p_is_a_fraction_of_link_theory(rig):
 
 def test_probe_p2p_broken_gpu0_while_topo_says_ok(rig):
     sim = rig("4x3090-p2p-broken")
-    topo = parsers.parse_topo_p2p(sim.ok("topo", "-p2p", "r"))
+    topo = smitopo.parse_topo_p2p(sim.ok("topo", "-p2p", "r"))
     assert {topo["status"]["GPU0"][f"GPU{i}"] for i in (1, 2, 3)} == {"OK"}
     parsed = _probe(sim)
     verdict = probe.evaluate_probe(parsed, expect_p2p=True)
@@ -502,7 +502,7 @@ def test_compute_apps_in_the_real_csv_format(rig):
         ("0000:01:00.0", 77, "python3", 2048), ("0000:41:00.0", 5022, "ffmpeg", 503)]
     real = nvsmi.parse_query_compute_apps_csv(read_capture("query-compute-apps-csv__rtx4080super__1.txt"))
     assert sorted(rows[0]) == sorted(real[0])
-    used = parsers.parse_query_gpu_csv(sim.ok("--query-gpu=memory.used", "--format=csv,noheader,nounits"),
+    used = smiquery.parse_query_gpu_csv(sim.ok("--query-gpu=memory.used", "--format=csv,noheader,nounits"),
                                        fields=["memory.used"])
     assert used[2]["memory.used"] == 505 and used[1]["memory.used"] == 2
     table = sim.ok("nvidia-smi").splitlines()
@@ -530,3 +530,18 @@ def test_tmpfiles_entry_remakes_state_and_resets_aer_counters_at_boot():
             resets[path] = argument.replace("\\n", "\n").replace("\\\\", "\\").encode()
     aer = {path: content for path, content in files.items() if path.rsplit("/", 1)[1].startswith("aer_")}
     assert resets == aer and len(aer) == 10 * 3 + 3 * 3  # 10 devices; 3 root ports' totals
+
+
+def test_p2p_follows_the_patched_module_rigctl_installed(tmp_path):
+    """A stock-profile rig on which rigctl's driver role installed the patched module (its
+    record says flavor p2p) does GeForce P2P; without the record, or with flavor open, not."""
+    from rigctl.simgpu.tool import profile as simprofile
+
+    record = tmp_path / "nvidia-driver.json"
+    stock = {"p2p": "stock"}
+    assert not simprofile.p2p_patched(stock, str(record))
+    record.write_text('{"flavor": "open"}')
+    assert not simprofile.p2p_patched(stock, str(record))
+    record.write_text('{"flavor": "p2p", "commit": "0123"}')
+    assert simprofile.p2p_patched(stock, str(record))
+    assert simprofile.p2p_patched({"p2p": "patched"}, str(tmp_path / "none.json"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from rigctl.core import parsers
+from rigctl.core import smitopo
 from rigctl.verify.checks import attach, expect, reads_gpu
 
 
@@ -41,7 +41,7 @@ def _expected_p2p_pairs(host, rig_vars, verdict) -> tuple[set, str]:
         return pairs, "rig_driver_flavor p2p: every pair"
     res = host.run("nvidia-smi topo -p2p r")  # the simulator's on a lab rig
     try:
-        matrix = parsers.parse_topo_p2p(res.stdout)
+        matrix = smitopo.parse_topo_p2p(res.stdout)
     except ValueError:
         return set(), "topo -p2p r unreadable: no pair expected to do P2P"
     ok = {(a, b) for a, b in pairs
