@@ -94,3 +94,22 @@ def lab2(tmp_path_factory):
     """A two-rig lab (4x3090 profile) shared by the integration tests, removed at the end."""
     with lab_session(tmp_path_factory, "it", "--rigs", "2", "--profile", "4x3090") as lab:
         yield lab
+
+
+def ansible_on_rig(lab, module: str, args: str, *extra: str, host: str = "lab-rig-1",
+                   timeout: int = 900) -> subprocess.CompletedProcess:
+    """One ad-hoc Ansible module run as root on a lab rig, through the project's ansible.cfg
+    and the lab's own inventory (its known_hosts: host key checking on)."""
+    env = dict(lab.rigctl.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    return subprocess.run(
+        [str(BIN / "ansible"), "-i", str(lab.inventory), host, "-b", "-m", module, "-a", args,
+         *extra],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def shell_on_rig(lab, command: str, host: str = "lab-rig-1") -> str:
+    """stdout of a shell command run as root on a lab rig (asserting it succeeded)."""
+    proc = ansible_on_rig(lab, "shell", command, host=host)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.split(">>", 1)[-1].strip()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
 import yaml
 
-from tests.integration.conftest import BIN, ROOT, lab_session
+from tests.integration.conftest import ROOT, lab_session
+from tests.integration.conftest import ansible_on_rig as _on_rig
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -211,16 +211,6 @@ def test_p2p_fork_token_never_reaches_a_command_line_the_cache_or_the_output(lab
         _no_token_anywhere(lab1)
     finally:
         _on_rig(lab1, "shell", f"systemctl stop rigctl-test-git; rm -rf {GITSRV} /var/lib/rigctl/nvidia-p2p")
-
-
-def _on_rig(lab, module: str, args: str) -> subprocess.CompletedProcess:
-    env = dict(lab.rigctl.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    return subprocess.run(
-        [str(BIN / "ansible"), "-i", str(lab.inventory), "lab-rig-1", "-b", "-m", module, "-a", args],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
 
 
 def test_mirror_signing_key_not_pinned_is_refused_before_apt_trusts_it(lab1, tmp_path):

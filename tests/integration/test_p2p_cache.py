@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import pytest
 import yaml
 
-from tests.integration.conftest import BIN, ROOT, lab_session
+from tests.integration.conftest import ROOT, lab_session
+from tests.integration.conftest import ansible_on_rig as _ansible
+from tests.integration.conftest import shell_on_rig as _shell
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -36,20 +37,6 @@ git add -A && git commit -q -m pinned && git branch p2p && git rev-parse HEAD
 def lab1(tmp_path_factory):
     with lab_session(tmp_path_factory, "it-p2pc", "--rigs", "1", "--profile", "4x3090") as lab:
         yield lab
-
-
-def _ansible(lab, module: str, args: str) -> subprocess.CompletedProcess:
-    env = dict(lab.rigctl.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    return subprocess.run(
-        [str(BIN / "ansible"), "-i", str(lab.inventory), "lab-rig-1", "-b", "-m", module, "-a", args],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-
-
-def _shell(lab, command: str) -> str:
-    proc = _ansible(lab, "shell", command)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.split(">>", 1)[-1].strip()
 
 
 def _fetch(lab, commit: str) -> dict:

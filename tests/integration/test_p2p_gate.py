@@ -18,6 +18,8 @@ import subprocess
 import pytest
 
 from tests.integration.conftest import BIN, ROOT, lab_session
+from tests.integration.conftest import ansible_on_rig as _on_rig
+from tests.integration.conftest import shell_on_rig as _shell
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -29,19 +31,6 @@ def lab1(tmp_path_factory):
     with lab_session(tmp_path_factory, "it-p2pg", "--rigs", "1", "--profile",
                      "mixed-3090-4090") as lab:
         yield lab
-
-
-def _on_rig(lab, module: str, args: str) -> subprocess.CompletedProcess:
-    env = dict(lab.rigctl.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    return subprocess.run(
-        [str(BIN / "ansible"), "-i", str(lab.inventory), "lab-rig-1", "-b", "-m", module,
-         "-a", args], env=env, capture_output=True, text=True, timeout=600)
-
-
-def _shell(lab, command: str) -> str:
-    proc = _on_rig(lab, "shell", command)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.split(">>", 1)[-1].strip()
 
 
 def _inventory(lab, tmp_path, text: str) -> str:

@@ -7,13 +7,13 @@ the P2P matrix in the HTML report, every page saying simulated."""
 from __future__ import annotations
 
 import json
-import subprocess
 from html.parser import HTMLParser
 
 import pytest
 import yaml
 
-from tests.integration.conftest import BIN, ROOT, lab_session
+from tests.integration.conftest import ansible_on_rig as _ansible
+from tests.integration.conftest import lab_session
 
 pytestmark = [pytest.mark.lab]
 
@@ -22,14 +22,6 @@ pytestmark = [pytest.mark.lab]
 def broken(tmp_path_factory):
     with lab_session(tmp_path_factory, "it-p2pv", "--rigs", "1", "--profile", "4x3090-p2p-broken") as lab:
         yield lab
-
-
-def _ansible(lab, module: str, args: str, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(lab.rigctl.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    return subprocess.run(
-        [str(BIN / "ansible"), "-i", str(lab.inventory), "lab-rig-1", "-b", "-m", module, "-a", args, *extra],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
 
 
 def _result(proc) -> dict:

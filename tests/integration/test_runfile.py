@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 
 import pytest
 
 from tests.fixtures import fake_nvidia_runfile
-from tests.integration.conftest import BIN, ROOT, lab_session
+from tests.integration.conftest import ROOT, lab_session
+from tests.integration.conftest import ansible_on_rig as _ansible
+from tests.integration.conftest import shell_on_rig as _shell
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -55,20 +56,6 @@ def lab(tmp_path_factory, installers):
             session, "ls /usr/src | sed -n 's/^linux-headers-\\(.*-amd64\\)$/\\1/p' | head -1")
         assert session.kernel, "no Debian kernel headers on the rig"
         yield session
-
-
-def _ansible(lab, module: str, args: str) -> subprocess.CompletedProcess:
-    env = dict(lab.rigctl.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    return subprocess.run(
-        [str(BIN / "ansible"), "-i", str(lab.inventory), "lab-rig-1", "-b", "-m", module, "-a", args],
-        env=env, capture_output=True, text=True, timeout=900,
-    )
-
-
-def _shell(lab, command: str) -> str:
-    proc = _ansible(lab, "shell", command)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.split(">>", 1)[-1].strip()
 
 
 def _inventory(lab, tmp_path, version: str, source: str = "runfile", runfile_version: str | None = None,

@@ -77,6 +77,26 @@ NVLINK_LINK_GBS = 14.062
 # --- profile --------------------------------------------------------------------------
 
 
+#: The record rigctl's driver role keeps of the module it installed
+#: (rigctl.core.driver.PROVENANCE_PATH; the simulator stays stdlib-only and standalone).
+DRIVER_RECORD = "/var/lib/rigctl/nvidia-driver.json"
+
+
+def p2p_patched(profile, record_path=DRIVER_RECORD):
+    """Whether GeForce P2P works on this simulated rig: the profile says the patched module
+    is loaded (``"p2p": "patched"``), or rigctl installed the patched module here (its
+    record says flavor ``p2p``: the simulated kernel loads what the driver role installed,
+    as a real one would after the role's checks)."""
+    if profile.get("p2p") == "patched":
+        return True
+    try:
+        with open(record_path) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("flavor") == "p2p"
+
+
 def driver_major(profile):
     try:
         return int(str(profile.get("driver_version", "0")).split(".")[0])

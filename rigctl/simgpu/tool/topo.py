@@ -3,7 +3,7 @@ NUMA nodes, NVLink bridges from the profile's ``"nvlink"`` list and its NVLink f
 
 from . import faults
 from .common import ANSI_RESET, ANSI_UNDERLINE, invalid_args, not_simulated
-from .profile import driver_major, is_geforce, select_gpus
+from .profile import driver_major, is_geforce, p2p_patched, select_gpus
 
 TOPO_LEGEND = """
 Legend:
@@ -51,7 +51,7 @@ def p2p_status(profile, a, b, mode, nvlinks=0):
         return "CNS"
     if a["architecture"] != b["architecture"]:
         return "GNS"
-    if profile.get("p2p") != "patched" and (is_geforce(a) or is_geforce(b)):
+    if not p2p_patched(profile) and (is_geforce(a) or is_geforce(b)):
         return "NS"
     return "OK"
 

@@ -126,7 +126,8 @@ def test_driver_p2p_module_is_the_pinned_commits_build(host, resolved, want):
     found, bad = {}, []
     for kernel, info in resolved.items():
         built_dir = f"/var/lib/dkms/{driver.P2P_DKMS_NAME}/{version}/{kernel}/{arch}/module"
-        res = host.run(f"modinfo -F srcversion {built_dir}/nvidia.ko*")
+        # modinfo lives in /usr/sbin, which a login user's PATH lacks on Debian
+        res = host.run(f"PATH=$PATH:/usr/sbin:/sbin modinfo -F srcversion {built_dir}/nvidia.ko*")
         built = res.stdout.strip().splitlines()[0] if res.rc == 0 and res.stdout.strip() else None
         loaded = info.get("srcversion")
         found[kernel] = {"resolves": info.get("filename"), "srcversion": loaded,
