@@ -84,3 +84,19 @@ def json_option(f):
     return click.option(
         "--json", "as_json", is_flag=True, help="Machine-readable output on stdout."
     )(f)
+
+
+def exits_on_errors(f):
+    """Turn RigctlError into `error: ...` on stderr and its exit code, the same way
+    rigctl's main() does, so the commands behave alike under click's test runner."""
+    from rigctl.errors import RigctlError
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except RigctlError as exc:
+            click.echo(f"error: {exc.render()}", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from exc
+
+    return wrapper

@@ -3,28 +3,12 @@ Neither contacts a host."""
 
 from __future__ import annotations
 
-import functools
 import json
 
 import click
 
-from rigctl.cli.common import inventory_option, json_option, resolve_inventory_paths
-from rigctl.errors import EXIT_OK, EXIT_USAGE, RigctlError
-
-
-def _exits_on_input_errors(f):
-    """Turn RigctlError into `error: ...` on stderr and its exit code, the same way
-    rigctl's main() does, so the commands behave alike under click's test runner."""
-
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except RigctlError as exc:
-            click.echo(f"error: {exc.render()}", err=True)
-            raise click.exceptions.Exit(exc.exit_code) from exc
-
-    return wrapper
+from rigctl.cli.common import exits_on_errors, inventory_option, json_option, resolve_inventory_paths
+from rigctl.errors import EXIT_OK, EXIT_USAGE
 
 
 def _json_value(v):
@@ -114,7 +98,7 @@ def inventory():
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only (no warnings or notes).")
 @click.pass_context
-@_exits_on_input_errors
+@exits_on_errors
 def check_cmd(ctx, inventory, as_json, quiet):
     """Check an inventory for every problem at once, without contacting any host.
 
@@ -172,7 +156,7 @@ def check_cmd(ctx, inventory, as_json, quiet):
               help="Also show the variables that are not rig variables (ansible_* and yours).")
 @click.argument("hosts", nargs=-1)
 @click.pass_context
-@_exits_on_input_errors
+@exits_on_errors
 def show_cmd(ctx, inventory, as_json, all_vars, hosts):
     """Show the resolved variables of HOSTS (default: every host): each rig variable with
     its value and where the value comes from (a file:line and group or host, or the

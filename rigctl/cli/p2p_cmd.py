@@ -6,28 +6,16 @@ The logic lives in rigctl.core (p2ppin, catalog, kernelgate); this module prints
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
 import click
 
-from rigctl.cli.common import inventory_option, json_option, resolve_inventory_paths
-from rigctl.errors import InputError, RigctlError
+from rigctl.cli.common import exits_on_errors, inventory_option, json_option, resolve_inventory_paths
+from rigctl.errors import InputError
 
 CATALOG_VAR = "rig_p2p_catalog"
 
-
-def _exits_on_errors(f):
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except RigctlError as exc:
-            click.echo(f"error: {exc.render()}", err=True)
-            raise click.exceptions.Exit(exc.exit_code) from exc
-
-    return wrapper
 
 
 @click.group()
@@ -125,7 +113,7 @@ def write_user_catalog(path: str, name: str, value: dict) -> str:
               help="The GPUs the branch's README claims, comma separated (recorded in the "
               "entry; rigctl never reads the README).")
 @json_option
-@_exits_on_errors
+@exits_on_errors
 def pin_cmd(url, branch, version, write, name, gpus, as_json):
     """Pin BRANCH of the fork at URL (http(s), ssh, file or a local mirror path).
 
@@ -190,7 +178,7 @@ def _inventory_catalogs(paths: list[str]):
 @inventory_option
 @click.option("--no-inventory", is_flag=True, help="Only the built-in catalog.")
 @json_option
-@_exits_on_errors
+@exits_on_errors
 def list_cmd(inventory, no_inventory, as_json):
     """The P2P sources rigctl knows: the built-in catalog, the inventory's rig_p2p_catalog
     entries, and fork branches known to exist but not pinned here (pin them with

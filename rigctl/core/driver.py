@@ -280,10 +280,16 @@ def write_provenance(record, path=PROVENANCE_PATH):
             b.pop(key, None)
         if a == b and (record.get("build_time") is None or old.get("build_time")):
             return False
+    write_json_atomic(record, path)
+    return True
+
+
+def write_json_atomic(record, path):
+    """Write a JSON record so that a reader sees the old file or the new one, never half:
+    to ``path.tmp``, then renamed over ``path`` (directories created)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(record, fh, indent=2, sort_keys=True)
         fh.write("\n")
     os.replace(tmp, path)
-    return True

@@ -22,6 +22,8 @@ import os
 import re
 import time
 
+from . import driver
+
 # What rigctl records about the installer it ran (the provenance file embeds it).
 RECORD_PATH = "/var/lib/rigctl/nvidia-runfile.json"
 INSTALLER = "/usr/bin/nvidia-installer"
@@ -220,12 +222,7 @@ def read_record(path=RECORD_PATH):
 
 
 def write_record(record, path=RECORD_PATH):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(record, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    driver.write_json_atomic(record, path)
 
 
 def remove_record(path=RECORD_PATH):
