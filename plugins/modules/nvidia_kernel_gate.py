@@ -60,6 +60,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    # A token in the fork's URL never reaches the result or the invocation Ansible logs.
+    module.no_log_values.update(driver.p2p_source_secrets(p["source"], p["catalog"]))
     kernels = p["kernels"] or []
     rc, out, _ = module.run_command(["dpkg-query", "-W", "-f",
                                      "${binary:Package} ${db:Status-Status}\n"],

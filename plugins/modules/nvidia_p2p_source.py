@@ -81,18 +81,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    # Never in a result, a message or the invocation Ansible logs: Ansible replaces these
+    # strings by ******** everywhere in what the module returns.
+    module.no_log_values.update(driver.p2p_source_secrets(p["source"], p["catalog"]))
     try:
         username, password = driver.p2p_source_credentials(p["source"])
     except ValueError as exc:
         module.fail_json(msg=f"{exc}; nothing was changed")
-    # Never in a result, a message or the invocation Ansible logs: Ansible replaces these
-    # strings by ******** everywhere in what the module returns.
-    for secret in (password, username if not password else None):
-        if secret:
-            module.no_log_values.add(secret)
-    raw_url = (p["source"] or {}).get("url")
-    if isinstance(raw_url, str) and credurl.has_credentials(raw_url):
-        module.no_log_values.add(raw_url)
     try:
         resolved = driver.resolve_p2p_source(p["source"], p["catalog"])
     except ValueError as exc:

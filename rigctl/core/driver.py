@@ -122,6 +122,26 @@ def p2p_source_credentials(source):
     return user, password
 
 
+def p2p_source_secrets(source, user_catalog=None):
+    """The strings a module given ``rig_p2p_source`` (and ``rig_p2p_catalog``) must never
+    return or log (Ansible's ``module.no_log_values``, which also covers the invocation it
+    records): every URL that carries credentials, and the token or user in it."""
+    out = []
+    urls = [source.get("url") if isinstance(source, dict) else None]
+    for entry in (user_catalog or {}).values() if isinstance(user_catalog, dict) else ():
+        urls.append(entry.get("url") if isinstance(entry, dict) else None)
+    for url in urls:
+        if not isinstance(url, str) or not credurl.has_credentials(url):
+            continue
+        out.append(url)
+        try:
+            _, user, password = credurl.split_credentials(url)
+        except ValueError:
+            continue
+        out.extend(x for x in (password, user if not password else None) if x)
+    return out
+
+
 # Installed packages, one "<status> <name>" line each (the P2P source check diffs two).
 DPKG_QUERY = ["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${binary:Package}\\n"]
 

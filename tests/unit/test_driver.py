@@ -256,3 +256,15 @@ def test_provenance_rewritten_only_when_it_changes(tmp_path):
     assert driver.write_provenance(dict(rec, build_time="2026-02-02T00:00:00Z"), path) is False
     assert driver.read_provenance(path)["build_time"] == "2026-01-01T00:00:00Z"
     assert driver.write_provenance(dict(rec, commit="b" * 40), path) is True
+
+
+def test_p2p_source_secrets_cover_the_url_and_the_token_of_source_and_catalog():
+    tok = "ghp_" + "x" * 36
+    source = {"url": f"https://alice:{tok}@git.example.lan/fork.git", "branch": "b"}
+    cat = {"lan": {"url": f"https://{tok}@git.example.lan/other.git"},
+           "plain": {"url": "https://git.example.lan/plain.git"}}
+    secrets = driver.p2p_source_secrets(source, cat)
+    assert source["url"] in secrets and cat["lan"]["url"] in secrets and tok in secrets
+    assert "https://git.example.lan/plain.git" not in secrets
+    assert driver.p2p_source_secrets({"catalog": "aikitoria-570.86.16"}) == []
+    assert driver.p2p_source_secrets(None, None) == []
