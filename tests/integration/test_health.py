@@ -97,7 +97,8 @@ def test_dual_socket_warns_and_power_budget_fails(verified):
     assert "pairs crossing sockets: 0-2 (SYS)" in numa["details"]["found"]
     budget = checks["test_power_limits_within_psu_budget"]
     assert budget["outcome"] == "failed", budget
-    assert "4 GPU limits 1400 W + platform 150 W = 1550 W against 1050 W" in budget["details"]["found"]
+    assert ("4 GPU limits 1400 W + platform 150 W = 1550 W against 900 W (90% of 1000 W PSU)"
+            in budget["details"]["found"])
     assert checks["test_default_power_limits_within_psu_budget"]["outcome"] == "warn"
 
 
