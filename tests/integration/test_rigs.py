@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from rigctl.lab.model import DEFAULT_RELEASE
+
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
@@ -20,7 +22,9 @@ def test_facts_over_ssh_mark_gpus_simulated(lab2):
     assert rc == 0, data
     assert sorted(data["hosts"]) == ["lab-rig-1", "lab-rig-2"]
     for facts in data["hosts"].values():
-        assert facts["os"]["id"] == "debian" and facts["os"]["version_id"] == "12"
+        # the lab's default image (Debian 13 trixie; Debian 12 with --release bookworm)
+        want_version = {"bookworm": "12", "trixie": "13"}[DEFAULT_RELEASE]
+        assert facts["os"]["id"] == "debian" and facts["os"]["version_id"] == want_version
         assert facts["gpu_view"] == "simulated"
         assert facts["simulation"]["profile"] == "4x3090"
         assert len(facts["gpus"]) == 4
