@@ -46,6 +46,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rigctl.core import driver as driverlib
 from rigctl.simgpu.tool.faults import check_fault
 from rigctl.simgpu.tool.profile import ARCH_DEFAULTS, apply_defaults
 
@@ -62,7 +63,7 @@ __all__ = [
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BUS_RE = re.compile(r"^[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.[0-7]$")
 _UUID_RE = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_DRIVER_RE = re.compile(r"^\d{3}\.\d{1,3}(\.\d{1,3})?$")
+_DRIVER_RE = re.compile(driverlib.VERSION_PATTERN)  # the one driver version format
 _CUDA_RE = re.compile(r"^\d{1,2}\.\d{1,2}$")
 _CPULIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
