@@ -310,3 +310,57 @@ def test_ee_ansible_cfg_keeps_host_key_checking_and_ssh_args(tmp_path):
     ours = hostkeys.config_ssh_args(ROOT / "ansible.cfg")
     assert hostkeys.config_ssh_args(tmp_path / "ansible.cfg") == ours
     assert cfg["ssh_connection"]["control_path"] == "%(directory)s/%%C"
+
+
+# --- ansible-builder itself ------------------------------------------------------------------
+# The image build needs the base image's registry, which the test machines cannot reach; what
+# runs here is ansible-builder's own `create` (it reads execution-environment.yml with its
+# schema and writes the build context) and the context's introspect script, which is what
+# the image build runs to find the collection's system dependencies.
+
+
+def test_ansible_builder_creates_the_context_from_the_built_collection(tmp_path):
+    builder = BIN / "ansible-builder"
+    assert builder.is_file(), "ansible-builder is a dev dependency (pyproject.toml)"
+    work = tmp_path / "ee"
+    work.mkdir()
+    (work / "execution-environment.yml").write_text((ROOT / "execution-environment.yml").read_text())
+    (work / "ee").mkdir()
+    (work / "ee" / "requirements.yml").write_text((ROOT / "ee" / "requirements.yml").read_text())
+    assert collection.main(["build", "--output", str(work / "dist" / "ee"), "--ee"]) == 0
+    proc = subprocess.run([str(builder), "create", "-f", "execution-environment.yml", "-c", "ctx",
+                           "--output-filename", "Containerfile"],
+                          capture_output=True, text=True, cwd=work, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ctx = work / "ctx"
+    containerfile = (ctx / "Containerfile").read_text()
+    name = collection.tarball_name(_galaxy())
+    assert (ctx / "_build" / "collections" / name).is_file()
+    assert (ctx / "_build" / "configs" / "ansible.cfg").read_text() == (
+        work / "dist" / "ee" / "ansible.cfg").read_text()
+    base = _ee()["images"]["base_image"]["name"]
+    assert f'ARG EE_BASE_IMAGE="{base}"' in containerfile
+    assert 'ARG ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="--offline"' in containerfile
+    core, runner = (_pyproject_dep(n) for n in ("ansible-core", "ansible-runner"))
+    assert f'ARG ANSIBLE_INSTALL_REFS="{core} {runner}"' in containerfile
+    assert "COPY _build/configs/ansible.cfg /etc/ansible/ansible.cfg" in containerfile
+    # What the image build does with the collection: install it offline from the context,
+    # then introspect every installed collection for system packages (meta/bindep.txt).
+    reqs = yaml.safe_load((ctx / "_build" / "requirements.yml").read_text())
+    assert reqs["collections"] == [{"name": f"collections/{name}", "type": "file"}]
+    colls = tmp_path / "collections"
+    proc = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "-p",
+                           str(colls), str(ctx / "_build" / "collections" / name)],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bindep = tmp_path / "bindep.txt"
+    proc = subprocess.run([sys.executable, str(ctx / "_build" / "scripts" / "introspect.py"),
+                           "introspect", f"--write-bindep={bindep}", str(colls)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ns = _galaxy()["namespace"] + "." + _galaxy()["name"]
+    lines = {line.split("#")[0].strip(): line.split("#", 1)[1].strip()
+             for line in bindep.read_text().splitlines() if line.strip()}
+    assert lines == {"openssh-clients [platform:rpm]": f"from collection {ns}",
+                     "openssh-client [platform:dpkg]": f"from collection {ns}"}
