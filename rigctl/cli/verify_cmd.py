@@ -118,9 +118,29 @@ def render(result) -> None:
                     click.echo(f"  expected: {c.details['expected']}")
                     click.echo(f"  found:    {c.details['found']}")
                     click.echo(f"  fix:      {c.details['fix']}")
-            elif c.outcome in ("skipped", "recorded") and c.message:
-                click.echo(f"{'skip' if c.outcome == 'skipped' else 'recorded'} {host} {c.name}: "
-                           f"{c.message}")
+        for line in skip_lines(host, checks):
+            click.echo(line)
+
+
+def skip_lines(host: str, checks) -> list[str]:
+    """One line per skipped (or recorded, not observed) check, except that checks skipped
+    for the same reason (the message up to its first ': ', e.g. ``GPUs are simulated (lab
+    profile 4x3090)``) share one line naming them all; --json and --junit keep every
+    check's own message."""
+    groups: dict[tuple[str, str], list] = {}
+    for c in checks:
+        if c.outcome in ("skipped", "recorded") and c.message:
+            reason = c.message.split(": ", 1)[0] if ": " in c.message else c.message
+            groups.setdefault((c.outcome, reason), []).append(c)
+    out = []
+    for (outcome, reason), group in groups.items():
+        word = "skip" if outcome == "skipped" else "recorded"
+        if len(group) == 1:
+            out.append(f"{word} {host} {group[0].name}: {group[0].message}")
+        else:
+            out.append(f"{word} {host}: {reason}: {len(group)} checks "
+                       f"({', '.join(c.name for c in group)})")
+    return out
 
 
 @click.command()

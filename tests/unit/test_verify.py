@@ -137,6 +137,25 @@ def test_render_table_marks_simulated_and_one_line_per_unreachable_rig(capsys):
     assert "  found:    GPU 0: 256 MiB" in out and "CommandResult" not in out
 
 
+def test_checks_skipped_for_one_reason_share_one_line():
+    from rigctl.cli.verify_cmd import skip_lines
+
+    sim = "GPUs are simulated (lab profile 4x3090)"
+    checks = [
+        Check("rig-a", "test_rebar", "test_hw_checks", "skipped", f"{sim}: BAR1 size needs real hardware"),
+        Check("rig-a", "test_link", "test_hw_checks", "passed"),
+        Check("rig-a", "test_acs", "test_hw_checks", "skipped", f"{sim}: ACS needs real hardware"),
+        Check("rig-a", "test_nccl", "test_nccl", "skipped", "rig_nccl_version is not set"),
+        Check("rig-a", "test_p2p_bw", "test_p2p", "recorded", "recorded, not observed: lab figures"),
+        Check("rig-a", "test_xid", "test_health", "skipped", f"{sim}: the kernel log needs real hardware"),
+    ]
+    assert skip_lines("rig-a", checks) == [
+        f"skip rig-a: {sim}: 3 checks (test_rebar, test_acs, test_xid)",
+        "skip rig-a test_nccl: rig_nccl_version is not set",
+        "recorded rig-a test_p2p_bw: recorded, not observed: lab figures",
+    ]
+
+
 def test_json_of_a_mixed_run():
     data = _result_with_everything().as_dict()
     assert data["ok"] is False
