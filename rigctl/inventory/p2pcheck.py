@@ -2,9 +2,10 @@
 meanings or the rigs' last known kernels: the user catalog (``rig_p2p_catalog``, every
 entry checked with file:line), ``rig_p2p_source.catalog`` naming a built-in or user entry
 of the right version, ``rig_p2p_registry_dwords`` against the NVIDIA base, and the kernel
-gate (:mod:`rigctl.core.kernelgate`) on the kernels the last kept run saw
-(:mod:`rigctl.inventory.factcache`: the fact cache of the runs under $RIGCTL_HOME/runs).
-Called by the inventory check (``rigctl.inventory.validate``); contacts no host."""
+gate (:mod:`rigctl.core.kernelgate`; also for the stock flavor open) on the kernels the
+last kept run saw (:mod:`rigctl.inventory.factcache`: the fact cache of the runs under
+$RIGCTL_HOME/runs). Called by the inventory check (``rigctl.inventory.validate``);
+contacts no host."""
 
 from __future__ import annotations
 
@@ -91,6 +92,10 @@ def _host(checker, h: str) -> None:
                         "'p2p' (the keys are for the patched module)",
                         "remove rig_p2p_registry_dwords, or set rig_driver_flavor: p2p",
                         severity="warning", host=h)
+        if flavor == "open" and isinstance(version, str):
+            source = val("rig_driver_source") or "debian"
+            _kernel_gate(checker, res, h, version, f"NVIDIA {version} ({source} packages)",
+                         "open")
         return
     label = None
     if isinstance(src, dict) and isinstance(src.get("catalog"), str):
@@ -119,15 +124,22 @@ def _host(checker, h: str) -> None:
             checker.add(d, p["message"], p["fix"], severity=p["severity"], host=h,
                         key=f"rig_p2p_registry_dwords.{p['key']}" if p["key"] else None,
                         line=(yamlpos.line_of(pair.key_node) if pair else None) or d.line)
+    _kernel_gate(checker, res, h, version, label or f"NVIDIA {version}", "p2p")
+
+
+def _kernel_gate(checker, res, h: str, version: str, label: str, flavor: str) -> None:
+    """The kernel gate's table on the target kernels the last kept run saw (a warning:
+    the facts may be old, and the role checks again, from the files where it can)."""
     seen = factcache.rig_facts(h)
     if seen is None:
         return
     kernels = ((seen["facts"].get("kernel") or {}).get("targets")) or []
-    found = kernelgate.refusal(version, kernels, label or f"NVIDIA {version}", host=h,
-                               suggestions=catalog.suggested_branches(version, kernels))
+    found = kernelgate.refusal(version, kernels, label, host=h, flavor=flavor,
+                               suggestions=catalog.suggested_branches(version, kernels)
+                               if flavor == "p2p" else ())
     if found:
         d = res["rig_driver_version"]
         checker.add(d, found["message"] + f" (the target kernels the facts gathered at "
-                    f"{seen['time']} saw; `rigctl facts` refreshes them, and the role refuses "
-                    "the same before any change)", found["fix"], severity="warning", host=h,
+                    f"{seen['time']} saw; `rigctl facts` refreshes them, and the role checks "
+                    "again before any change)", found["fix"], severity="warning", host=h,
                     key="rig_driver_version")

@@ -64,7 +64,8 @@ def test_kernel_gate_refuses_before_any_change(lab1, tmp_path):
     # the gate: the kernel, the branch, both fixes, nothing changed
     assert f"target kernel {KERNEL} on lab-rig-1" in out, out
     assert "catalog entry aikitoria-570.86.16 (branch 570.86.16-p2p)" in out
-    assert "NVIDIA 570.86.16, which builds on Linux below 6.15 only" in out
+    assert ("NVIDIA 570.86.16, which builds on Linux below 6.15 except 6.12.97 and later "
+            "6.12.x only") in out
     assert "570.153.02 / 575.57.08 or newer" in out and "rig_kernel_hold: true" in out
     assert "Nothing was changed" in out
     # the hardware checks ran first (policy warn): the mixed generations named, card by card

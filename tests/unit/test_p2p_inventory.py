@@ -161,3 +161,44 @@ def test_no_gate_without_facts_or_for_a_base_that_builds(tmp_path, empty_fact_ca
     _cache(empty_fact_cache, "rig-a", ["6.14.0-1-amd64"])  # the newest run counts
     _cache(empty_fact_cache, "other-rig-a", ["6.15.0-1-amd64"], run="x")  # not this host
     assert not [p for p in problems(tmp_path, gv) if "target kernel" in p.message]
+
+
+def test_kernel_gate_shows_the_pci_resize_break_for_p2p_and_stock(tmp_path, empty_fact_cache):
+    """The third break (pci_resize_resource, Linux 6.12.97+) in the inventory check: a
+    580.105.08 branch and Debian 13's stock 550.163.01 on trixie's 6.12.117."""
+    _cache(empty_fact_cache, "rig-a", ["6.12.117+deb13-amd64"])
+    found = problems(tmp_path, f"""\
+        rig_driver_flavor: p2p
+        rig_driver_version: "580.105.08"
+        rig_p2p_source: {{url: "file:///srv/f.git", branch: 580.105.08-p2p, commit: "{COMMIT}"}}
+        """)
+    gate = [p for p in found if "target kernel" in p.message]
+    assert len(gate) == 1, [str(p) for p in found]
+    assert gate[0].severity == "warning" and gate[0].key == "rig_driver_version"
+    assert "target kernel 6.12.117+deb13-amd64 on rig-a" in gate[0].message
+    assert "too few arguments to function 'pci_resize_resource'" in gate[0].message
+    assert "the role checks the real source against the real kernel headers" in gate[0].message
+    assert "580.126.09 or newer" in gate[0].fix and "rig_kernel_hold: true" in gate[0].fix
+
+    stock = [p for p in problems(tmp_path, """\
+        rig_driver_flavor: open
+        rig_driver_version: "550.163.01"
+        rig_driver_source: debian
+        """) if "target kernel" in p.message]
+    assert len(stock) == 1 and stock[0].severity == "warning"
+    assert "the stock open kernel module of NVIDIA 550.163.01 (debian packages)" in stock[0].message
+    assert "#1272" in stock[0].message
+    assert "driver base of NVIDIA 580.126.09 or newer" in stock[0].fix
+    assert "rigctl p2p pin" not in stock[0].fix
+
+    # the fixed base and a kernel before the change: nothing
+    assert not [p for p in problems(tmp_path, """\
+        rig_driver_flavor: open
+        rig_driver_version: "580.126.09"
+        rig_driver_source: cuda-repo
+        """) if "target kernel" in p.message]
+    _cache(empty_fact_cache, "rig-a", ["6.12.96+deb13-amd64"], run="20261203-000000-newer")
+    assert not [p for p in problems(tmp_path, """\
+        rig_driver_flavor: open
+        rig_driver_version: "550.163.01"
+        """) if "target kernel" in p.message]

@@ -51,7 +51,8 @@ def test_patched_branch_pinned_from_its_version_mk(fork, tmp_path):
     got = json.loads(proc.stdout)
     assert got["commit"] == fork["p2p"]
     assert got["driver_version"] == VERSION and got["branch"] == f"{VERSION}-p2p"
-    assert got["kernels"]["below"] == "6.13"  # 535 is before 550.142
+    # 535 is before 550.142 (6.13) and 580.126.09 (pci_resize_resource, 6.12.97 in 6.12.x)
+    assert got["kernels"]["below"] == "6.12.97"
     text = rigctl("p2p", "pin", fork["url"], f"{VERSION}-p2p").stdout
     assert f'rig_driver_version: "{VERSION}"' in text
     assert f'  commit: "{fork["p2p"]}"' in text and f"  url: {fork['url']}" in text
@@ -170,8 +171,8 @@ def test_list_shows_claims_bases_and_kernels():
     got = json.loads(rigctl("p2p", "list", "--no-inventory", "--json").stdout)
     entry = next(e for e in got["entries"] if e["name"] == "aikitoria-570.86.16")
     assert entry["gpus"] == ["RTX 4090"] and entry["generations"] == ["Ada"]
-    assert entry["kernel_below"] == "6.15" and entry["base"] == "570.86.16"
+    assert entry["kernel_below"] == "6.12.97" and entry["base"] == "570.86.16"
     later = {b["branch"]: b for b in got["unpinned_branches"]}
     assert later["580.105.08-p2p"]["gpus"] == ["RTX 4090", "RTX 5090"]
-    assert later["570.133.20-p2p"]["kernels"] == "Linux below 6.15"
+    assert later["570.133.20-p2p"]["kernels"] == "Linux below 6.15 except 6.12.97 and later 6.12.x"
     assert rigctl("p2p", "pin", "--help").returncode == 0
