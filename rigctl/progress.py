@@ -294,8 +294,71 @@ def _diff_lines(diff) -> list[str]:
     return lines
 
 
-def print_summary(result: RunResult, title: str) -> None:
-    """The per-host table, then the failures with their messages and the artifacts path."""
+def interrupt_lines(result: RunResult, again: str | None = None) -> list[str]:
+    """After Ctrl-C (``result.interrupted``): how the run ended and what each rig was left
+    as, as far as the events say, and the command that finishes the job."""
+    info = result.interrupted
+    if not info:
+        return []
+
+    def label(t: dict | None) -> str:
+        return step_label(t["task"], t) if t else ""
+
+    def counts(host: str) -> str:
+        st = result.hosts.get(host)
+        return f" ({st.ok} ok, {st.changed} changed)" if st else ""
+
+    failed = {f.host for f in result.failures}
+    last = info.get("last_done") or {}
+    lines = []
+    if info["how"] == "stopped":
+        before = info.get("stopped_before")
+        lines.append("interrupted (Ctrl-C): the play stopped between two tasks; no task was cut")
+        lines.append(f"not run: '{label(before)}' and every task after it" if before
+                     else "the play had no task left to skip: it ran to its end")
+        for host in result.hosts:
+            if host in failed:
+                continue
+            if before:
+                done = f"the last one '{label(last[host])}'" if host in last else "none"
+                lines.append(f"{host}: left as: partly provisioned: every task that started "
+                             f"finished, {done}{counts(host)}; the rest not run")
+            else:
+                lines.append(f"{host}: left as: every task of the play ran{counts(host)}")
+    else:
+        flight = info.get("in_flight") or {}
+        cut = set(flight.get("hosts") or ())
+        lines.append("cancelled (Ctrl-C twice): ansible-playbook was killed"
+                     + (f" during '{label(flight)}'" if flight else ""))
+        hosts = list(dict.fromkeys([*result.hosts, *sorted(cut)]))
+        for host in hosts:
+            prev = f"; before it '{label(last[host])}' finished" if host in last else ""
+            if host in cut:
+                lines.append(f"{host}: left as: unknown: '{label(flight)}' was cut on it and may "
+                             f"be half done{prev}{counts(host)}")
+            elif host not in failed:
+                lines.append(f"{host}: left as: partly provisioned: the tasks up to "
+                             f"'{label(last.get(host))}' finished{counts(host)}; the rest not run")
+    if again:
+        lines.append(f"to finish: {again}")
+    return lines
+
+
+def host_result(result: RunResult, host: str) -> str:
+    """A host's word in the summary table: its Ansible status, or after Ctrl-C ``stopped``
+    (the play stopped between tasks) or ``cut`` (the run was cancelled during its task)."""
+    st = result.hosts[host]
+    info = result.interrupted
+    if not info or st.status in ("failed", "unreachable"):
+        return st.status
+    if info["how"] == "cancelled" and host in ((info.get("in_flight") or {}).get("hosts") or ()):
+        return "cut"
+    return "stopped" if info.get("stopped_before") or info["how"] == "cancelled" else st.status
+
+
+def print_summary(result: RunResult, title: str, again: str | None = None) -> None:
+    """The per-host table, then the failures with their messages, what a Ctrl-C left
+    (``again``: the command that finishes the job) and the artifacts path."""
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -305,9 +368,10 @@ def print_summary(result: RunResult, title: str) -> None:
         for col in ("host", "result", "ok", "changed", "failed", "unreachable", "skipped"):
             table.add_column(col)
         for host, st in result.hosts.items():
+            word = host_result(result, host)
             table.add_row(
                 host,
-                f"[{_STYLE.get(st.status, '')}]{st.status}[/]",
+                f"[{_STYLE.get(word, 'bold yellow')}]{word}[/]",
                 str(st.ok),
                 str(st.changed),
                 str(st.failed),
@@ -320,7 +384,8 @@ def print_summary(result: RunResult, title: str) -> None:
         fmt = "{:<24} {:<12} {:>4} {:>8} {:>7} {:>12} {:>8}"
         click.echo(fmt.format("host", "result", "ok", "changed", "failed", "unreachable", "skipped"))
         for host, st in result.hosts.items():
-            click.echo(fmt.format(host, st.status, st.ok, st.changed, st.failed, st.unreachable, st.skipped))
+            click.echo(fmt.format(host, host_result(result, host), st.ok, st.changed, st.failed,
+                                  st.unreachable, st.skipped))
     if result.check_mode:
         click.echo("check mode: nothing was changed on any host")
     for host, reasons in result.reboots().items():
@@ -336,5 +401,7 @@ def print_summary(result: RunResult, title: str) -> None:
         click.echo(f"{kind}: {failure.host}: task '{failure.task}':", err=True)
         for line in failure.message.splitlines():
             click.echo(f"    {line}", err=True)
+    for line in interrupt_lines(result, again):
+        click.echo(line)
     if result.failures or not result.ok:
         click.echo(f"run artifacts kept in {result.artifacts}", err=True)

@@ -8,8 +8,10 @@ text output). Every run keeps its artifacts (job events, stdout, stats) under
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import uuid
@@ -88,10 +90,16 @@ class RunResult:
     warnings: list[dict] = field(default_factory=list)  # {host, task, message} from modules
     host_facts: dict[str, dict] = field(default_factory=dict)  # ansible_facts set by modules
     check_mode: bool = False
+    # Ctrl-C (see Interrupt): None, or {"how": "stopped" | "cancelled", "stopped_before":
+    # {"task", "role"} (stopped: the first task not run; None: the play had ended),
+    # "in_flight": {"task", "role", "hosts"} (cancelled: the task cut, on these hosts),
+    # "last_done": {host: {"task", "role"}} (each host's last task that ran, not skipped)}
+    interrupted: dict | None = None
 
     @property
     def ok(self) -> bool:
-        return self.rc == 0 and not any(h.failed or h.unreachable for h in self.hosts.values())
+        return (self.rc == 0 and not self.interrupted
+                and not any(h.failed or h.unreachable for h in self.hosts.values()))
 
     def reboots(self) -> dict[str, list[str]]:
         """Rigs that need a reboot, with the reasons: the last reboot mark each reported
@@ -115,6 +123,7 @@ class RunResult:
             "warnings": self.warnings,
             "reboot_required": self.reboots(),
             "failures": [f.as_dict() for f in self.failures],
+            "interrupted": self.interrupted,
             "artifacts": str(self.artifacts),
         }
 
@@ -192,6 +201,87 @@ def ansible_env(control_digest: str | None = None, timeout: int | None = None) -
     }
 
 
+STRATEGY = "rigctl_stoppable"  # rigctl/strategy/rigctl_stoppable.py
+STOP_FILE_ENV = "RIGCTL_STOP_FILE"  # the same name in the plugin (it never imports rigctl)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Interrupt:
+    """Ctrl-C (SIGINT) while rigctl runs playbooks, as a context manager around the runs.
+
+    The first Ctrl-C stops each play between two tasks: the task running on the rigs
+    finishes there, no new task starts, the handlers already notified still run (the
+    strategy plugin rigctl_stoppable, told through the run's stop file). A second one
+    cancels the run at once (ansible-runner's cancel: ansible-playbook is killed, the task
+    in flight is cut and may be left half done). A third one raises KeyboardInterrupt.
+    Ctrl-C reaches rigctl only: ansible-runner starts ansible-playbook in a pty of its own,
+    and with a cancel callback given it installs no SIGINT handler of its own (which would
+    cancel at the first Ctrl-C)."""
+
+    def __init__(self, say=None):
+        self.requested = False
+        self.abort = False
+        self._files: list[Path] = []
+        self._old = None
+        self._say = say or _say
+
+    def stop_file(self, run_dir: Path) -> Path:
+        """The stop file of a run in ``run_dir`` (created at once when a stop was asked)."""
+        path = Path(run_dir) / "rigctl-stop"
+        self._files.append(path)
+        if self.requested:
+            path.touch()
+        return path
+
+    def cancelled(self) -> bool:
+        """ansible-runner's cancel callback: True after the second Ctrl-C."""
+        return self.abort
+
+    def request(self) -> None:
+        """What one Ctrl-C does (the SIGINT handler calls it)."""
+        if self.abort:
+            raise KeyboardInterrupt
+        if self.requested:
+            self.abort = True
+            self._say("Ctrl-C again: cancelling the run now; the task in flight is cut and may "
+                      "be left half done on the rigs")
+            return
+        self.requested = True
+        for path in self._files:
+            try:
+                path.touch()
+            except OSError:
+                pass
+        self._say("Ctrl-C: the task running on the rigs finishes, then the play stops (no new "
+                  "task starts; handlers already notified still run). Ctrl-C again cancels at "
+                  "once, cutting the task in flight")
+
+    def _handler(self, signum, frame) -> None:
+        self.request()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+        return False
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def run_playbook(
     name: str,
     inventory: list[str],
@@ -206,10 +296,13 @@ def run_playbook(
     control_digest: str | None = None,
     run_root: Path | None = None,
     cancel_callback=None,
+    interrupt: Interrupt | None = None,
 ) -> RunResult:
     """Run playbooks/<name> and return what happened per host. ``run_root``: where the
     run's directory goes (default ``<state home>/runs``); ``cancel_callback``:
-    ansible-runner's (polled; True stops the run)."""
+    ansible-runner's (polled; True stops the run); ``interrupt``: Ctrl-C stops the play
+    between tasks, twice cancels it (see Interrupt; ``RunResult.interrupted`` says what
+    happened)."""
     import ansible_runner  # slow import: only when a playbook really runs
 
     playbook = paths.playbook(name)
@@ -224,21 +317,38 @@ def run_playbook(
         playbook=name, status="running", rc=-1, artifacts=run_dir / "artifacts", check_mode=check
     )
     lock = threading.Lock()
-    current_task = {"name": ""}
+    current_task = {"name": "", "role": "", "done": set()}
+    last_done: dict[str, dict] = {}  # host: {"task", "role"} of its last task that ran
+    seen: dict[str, HostStats] = {}  # per-host counts from the events (a killed run has no stats)
+    stopped_hosts: set[str] = set()  # failed or unreachable: they run no further task
 
     def on_event(event: dict) -> bool:
         kind_ = event.get("event", "")
         data = event.get("event_data", {}) or {}
         with lock:
-            if kind_ == "playbook_on_task_start":
+            if kind_ in ("playbook_on_task_start", "playbook_on_handler_task_start"):
                 current_task["name"] = data.get("task") or data.get("name") or ""
-                if progress:
+                current_task["role"] = data.get("role") or ""
+                current_task["done"] = set()
+                if progress and kind_ == "playbook_on_task_start":
                     progress.task_started(current_task["name"], data)
             elif kind_ in _HOST_EVENTS:
                 host = data.get("host") or "?"
                 task = data.get("task") or current_task["name"]
                 res = data.get("res") or {}
                 status = _HOST_EVENTS[kind_]
+                if not kind_.startswith("runner_item_"):
+                    current_task["done"].add(host)
+                    if status != "skipped":
+                        last_done[host] = {"task": task, "role": data.get("role") or ""}
+                    st = seen.setdefault(host, HostStats())
+                    attr = {"ok": "ok", "failed": "failed", "unreachable": "unreachable",
+                            "skipped": "skipped"}[status]
+                    setattr(st, attr, getattr(st, attr) + 1)
+                    if status == "ok" and isinstance(res, dict) and res.get("changed"):
+                        st.changed += 1
+                    if status in ("failed", "unreachable") and not data.get("ignore_errors"):
+                        stopped_hosts.add(host)
                 if status == "ok" and isinstance(res, dict) and res.get("changed"):
                     status = "changed"
                     change = {"host": host, "task": task}
@@ -261,6 +371,15 @@ def run_playbook(
         return True
 
     env = ansible_env(control_digest)
+    stop_file = None
+    settings = None
+    if interrupt is not None:
+        stop_file = interrupt.stop_file(run_dir)
+        env.update({"ANSIBLE_STRATEGY": STRATEGY,
+                    "ANSIBLE_STRATEGY_PLUGINS": str(paths.PACKAGE_DIR / "strategy"),
+                    STOP_FILE_ENV: str(stop_file)})
+        cancel_callback = cancel_callback or interrupt.cancelled
+        settings = {"pexpect_timeout": 1}  # a second Ctrl-C cancels within a second
     runner = ansible_runner.run(
         private_data_dir=str(run_dir),
         project_dir=str(paths.ansible_dir()),
@@ -273,6 +392,7 @@ def run_playbook(
         envvars=env,
         event_handler=on_event,
         cancel_callback=cancel_callback,
+        settings=settings,
         quiet=True,
         ident="run",
     )
@@ -294,8 +414,21 @@ def run_playbook(
             setattr(hosts.setdefault(host, HostStats()), attr, count)
     for host in stats.get("processed", {}) or {}:
         hosts.setdefault(host, HostStats())
+    if not hosts and runner.status == "canceled":  # killed: no stats event, the events' counts
+        hosts = dict(seen)
     result.hosts = dict(sorted(hosts.items()))
-    if not result.hosts and result.rc != 0 and not result.failures:
+    if interrupt is not None and interrupt.requested:
+        cancelled = runner.status == "canceled"
+        targets = limit.split(",") if limit else sorted(seen)
+        cut = [h for h in targets if h not in current_task["done"] and h not in stopped_hosts]
+        result.interrupted = {
+            "how": "cancelled" if cancelled else "stopped",
+            "stopped_before": None if cancelled else _read_json(Path(f"{stop_file}.json")),
+            "in_flight": ({"task": current_task["name"], "role": current_task["role"], "hosts": cut}
+                          if cancelled and cut and current_task["name"] else None),
+            "last_done": {h: last_done[h] for h in sorted(last_done)},
+        }
+    elif not result.hosts and result.rc != 0 and not result.failures:
         tail = _stdout_tail(result.artifacts)
         result.failures.append(
             Failure("-", "ansible-playbook", tail or f"exited with rc {result.rc}")

@@ -77,34 +77,47 @@ def run(
     quiet=False,
     summary=True,
     inv=None,
+    again: str | None = None,
 ):
+    """Gate, run ``playbook`` on the hosts that passed, report. Ctrl-C (runner.Interrupt):
+    the first lets the task running on the rigs finish and stops the play there, a second
+    cancels it; the result says so (``interrupted``, not ok) and the summary says what each
+    rig was left as and ``again``, the command that finishes the job."""
     from rigctl.progress import make_progress, print_summary, progress_context
-    from rigctl.runner import RunResult, new_run_dir, run_playbook
+    from rigctl.runner import HostStats, Interrupt, RunResult, new_run_dir, run_playbook
 
     if inv is None:
         from rigctl import inventory as inv_mod
 
         inv = inv_mod.load(paths)
-    passed, digest, blocked = gate(inv, selected)
-    if passed:
-        progress = make_progress(passed, verbose, quiet=quiet)
-        with progress_context(progress):
-            result = run_playbook(
-                playbook,
-                paths,
-                limit=",".join(passed),
-                check=check,
-                diff=diff,
-                verbosity=verbose,
-                extravars=extravars,
-                progress=progress,
-                kind=kind,
-                control_digest=digest,
-            )
-    else:  # no host passed the check: Ansible does not run at all
-        run_dir = new_run_dir(kind or playbook.rsplit(".", 1)[0])
-        result = RunResult(playbook=playbook, status="failed", rc=1,
-                           artifacts=run_dir, check_mode=check)
+    with Interrupt() as interrupt:
+        passed, digest, blocked = gate(inv, selected)
+        if passed and not interrupt.requested:
+            progress = make_progress(passed, verbose, quiet=quiet)
+            with progress_context(progress):
+                result = run_playbook(
+                    playbook,
+                    paths,
+                    limit=",".join(passed),
+                    check=check,
+                    diff=diff,
+                    verbosity=verbose,
+                    extravars=extravars,
+                    progress=progress,
+                    kind=kind,
+                    control_digest=digest,
+                    interrupt=interrupt,
+                )
+        else:  # no host passed the check, or Ctrl-C came first: Ansible does not run at all
+            run_dir = new_run_dir(kind or playbook.rsplit(".", 1)[0])
+            result = RunResult(playbook=playbook, status="failed", rc=1,
+                               artifacts=run_dir, check_mode=check)
+            if interrupt.requested:
+                result.interrupted = {"how": "stopped", "stopped_before": {
+                    "task": "(the playbook did not start)", "role": ""}, "in_flight": None,
+                    "last_done": {}}
+                for h in passed:
+                    result.hosts[h] = HostStats()
     if blocked:
         add_blocked(result, blocked)
         if Path(result.artifacts).is_dir():
@@ -114,7 +127,7 @@ def run(
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     elif summary and not quiet:
-        print_summary(result, title)
+        print_summary(result, title, again)
     return result
 
 

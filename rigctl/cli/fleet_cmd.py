@@ -82,6 +82,44 @@ def status(ctx, hosts, inventory, limit, verbose, as_json):
     ctx.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+def confirm_between_batches(stop):
+    """The --confirm question before each batch after the first, for Rollout(confirm=...).
+
+    Only a yes goes on. Ctrl-C at the question, or no answer at all (stdin closed: EOF),
+    is a no: the rollout stops as not confirmed, with everything recorded, the summary
+    printed and exit 1. While the question waits, SIGINT interrupts it: the rollout's own
+    handler (fleet.update.Stop) only notes a Ctrl-C so that rigs in flight can finish,
+    which would leave the question waiting forever."""
+    import signal
+    import threading
+
+    from rigctl.fleet import update as up
+
+    def ask(question: str) -> bool:
+        old, hit = None, []
+
+        def _interrupt(signum, frame):
+            hit.append(signum)
+            raise KeyboardInterrupt
+
+        try:
+            if threading.current_thread() is threading.main_thread():
+                old = signal.signal(signal.SIGINT, _interrupt)
+            return click.confirm(question, default=False, err=True)
+        except (KeyboardInterrupt, click.exceptions.Abort):  # click's Abort: Ctrl-C or EOF
+            pass
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+        if hit:
+            stop.requested, stop.reason = True, "interrupted (Ctrl-C)"
+        why = "Ctrl-C at the question" if hit else "no answer (stdin closed)"
+        up._say(f"\n{why}: not confirmed, the rollout stops here (no further rig is started)")
+        return False
+
+    return ask
+
+
 def _render_update(rec) -> None:
     from rigctl.fleet import update as up
 
@@ -231,11 +269,9 @@ def update(ctx, hosts, inventory, limit, canary, batch, max_fail, force, pause, 
     else:
         up._say(f"resuming rollout {rec.id}: {sum(len(b) for b in todo)} rig(s) to run")
 
-    def ask(question: str) -> bool:
-        return click.confirm(question, default=False, err=True)
-
     with up.Stop() as stop:
-        rec = up.Rollout(rec, paths, inv, opts, stop=stop, confirm=ask).run(todo)
+        rec = up.Rollout(rec, paths, inv, opts, stop=stop, confirm=confirm_between_batches(stop)
+                         ).run(todo)
     if junit:
         up.write_junit(rec, junit)
     if as_json:
