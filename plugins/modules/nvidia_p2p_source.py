@@ -14,14 +14,14 @@ description:
     C(version.mk) and refuses when it differs from the userspace version, naming both
     versions and the catalog entry that would match.
   - Checks the commit out, removes every other file from the work tree (modified,
-    untracked, ignored: C(git checkout --force), C(git clean -ffdx)) and refuses when the
-    checked-out commit id differs from the pin.
+    untracked and ignored ones, with C(git checkout --force) and C(git clean -ffdx)) and
+    refuses when the checked-out commit id differs from the pin.
   - Everything is checked in a temporary repository (removed afterwards) before the cache
     directory is written; a refusal leaves the cache as it was. The refusal message says
     exactly what changed on the host before it (the packages that installing git added,
     from C(packages_before)), or that nothing did.
   - Credentials in the URL (C(https://user:token@host/...)) never reach a command line,
-    git's config, the cache or the result: git gets them from a credential helper that
+    git's config, the cache or the result; git gets them from a credential helper that
     reads its environment, and the URL is returned and recorded without them.
 options:
   source:
@@ -84,14 +84,26 @@ def main():
     # Never in a result, a message or the invocation Ansible logs: Ansible replaces these
     # strings by ******** everywhere in what the module returns.
     module.no_log_values.update(driver.p2p_source_secrets(p["source"], p["catalog"]))
+
+    def changes():
+        """What changed on the host before a refusal (the packages installing git added
+        since packages_before), or that nothing did: the sentence."""
+        now = None
+        if p["packages_before"] is not None:
+            _, out, _ = module.run_command(driver.DPKG_QUERY, environ_update={"LC_ALL": "C"})
+            now = out.splitlines()
+        return driver.p2p_check_changes(p["packages_before"], now, p["lists_refreshed"])
+
+    # The role installs git before this module runs: even these input refusals say what
+    # that changed.
     try:
         username, password = driver.p2p_source_credentials(p["source"])
     except ValueError as exc:
-        module.fail_json(msg=f"{exc}; nothing was changed")
+        module.fail_json(msg=f"{exc}. {changes()}")
     try:
         resolved = driver.resolve_p2p_source(p["source"], p["catalog"])
     except ValueError as exc:
-        module.fail_json(msg=f"{exc}; nothing was changed")
+        module.fail_json(msg=f"{exc}. {changes()}")
     url, branch, commit = resolved["url"], resolved["branch"], resolved["commit"]
     source = {"url": url, "branch": branch, "commit": commit}
 
@@ -99,16 +111,12 @@ def main():
     cache_written = []  # set once the checked source goes into the cache
 
     def refuse(msg, **extra):
+        said = changes()
         if cache_written:
-            module.fail_json(msg=msg.rstrip(". ") + ". The source cache %s was written (the "
-                                 "fork was checked); the driver was not touched." % cache,
-                             **dict(source, **extra))
-        now = None
-        if p["packages_before"] is not None:
-            _, out, _ = module.run_command(driver.DPKG_QUERY, environ_update={"LC_ALL": "C"})
-            now = out.splitlines()
-        module.fail_json(msg=msg.rstrip(". ") + ". " + driver.p2p_check_changes(
-            p["packages_before"], now, p["lists_refreshed"]), **dict(source, **extra))
+            said = ("The source cache %s was written (the fork was checked); the driver was "
+                    "not touched. %s" % (cache, said.replace("Nothing was changed",
+                                                             "Nothing else was changed")))
+        module.fail_json(msg=msg.rstrip(". ") + ". " + said, **dict(source, **extra))
 
     git = module.get_bin_path("git")
     if not git:
@@ -117,7 +125,9 @@ def main():
                                                "and check it", **source)
         refuse("git is not installed on the host, so the patched source cannot be fetched; "
                "install git (the role does) and run again")
-    env = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+    # GIT_OPTIONAL_LOCKS=0: `git status` only reads (it would otherwise refresh and write
+    # the cache's index), so a run whose source is already in place changes nothing there.
+    env = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
     def run(args, cwd=None, check=True, extra_env=None):
         rc, out, err = module.run_command([git] + args, cwd=cwd,

@@ -27,6 +27,20 @@ options:
   state: {description: What to make true., type: str, default: present, choices: [present, absent]}
   timeout: {description: Seconds for the download., type: int, default: 900}
   host: {description: The rig's inventory name (for messages)., type: str}
+  packages_before:
+    description:
+      - C(dpkg-query -W -f '${db:Status-Abbrev} ${binary:Package}\n') lines from before this
+        run's earlier steps (installing git for the patched source); a refusal names the
+        packages added since, so "Nothing was changed" is said only when it is true.
+    type: list
+    elements: str
+  lists_refreshed:
+    description: Whether an earlier step refreshed apt's lists (said in a refusal).
+    type: bool
+    default: false
+  source_cache:
+    description: The patched source cache when an earlier step of this run wrote it (said in a refusal).
+    type: str
 """
 
 RETURN = r"""
@@ -93,6 +107,9 @@ def main():
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "timeout": {"type": "int", "default": 900},
             "host": {"type": "str"},
+            "packages_before": {"type": "list", "elements": "str"},
+            "lists_refreshed": {"type": "bool", "default": False},
+            "source_cache": {"type": "str"},
         },
         required_if=[("state", "present", ["url", "sha256", "version"])],
         supports_check_mode=True,
@@ -100,6 +117,16 @@ def main():
     p = module.params
     result = {"changed": False}
     have = installed_version()
+
+    def changes():
+        """What this run changed before a refusal (never the driver): the sentence."""
+        now = None
+        if p["packages_before"] is not None:
+            _, out = run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${binary:Package}\n"],
+                         timeout=120)
+            now = out.splitlines()
+        return runfile.changes_before(p["packages_before"], now, p["lists_refreshed"],
+                                      p["source_cache"])
 
     if p["state"] == "absent":
         if os.path.exists(runfile.UNINSTALLER):
@@ -124,16 +151,17 @@ def main():
     try:
         clean_url = credurl.split_credentials(p["url"])[0]
     except ValueError as exc:
-        module.fail_json(msg="rig_driver_runfile_url: %s. Nothing was changed." % exc)
+        module.fail_json(msg="rig_driver_runfile_url: %s. %s" % (exc, changes()))
     if not runfile.is_sha256(sha):
         module.fail_json(msg="rig_driver_runfile_sha256 must be the file's sha256 (64 hex "
-                         "digits, `sha256sum FILE`). Nothing was changed.")
+                         "digits, `sha256sum FILE`). " + changes())
     # Distribution driver packages conflict even when the installation is in place (apt
     # may have pulled one in since): checked on every run, before anything else.
     conflicts = runfile.conflicting_packages(installed_packages())
     if conflicts:
         module.fail_json(msg=runfile.conflict_message(
-            p["host"] or os.uname()[1], conflicts, version), conflicting_packages=conflicts, **result)
+            p["host"] or os.uname()[1], conflicts, version, changes()),
+            conflicting_packages=conflicts, **result)
     record = runfile.read_record()
     if runfile.up_to_date(record, version, sha, have):
         result["record"] = record
@@ -145,23 +173,25 @@ def main():
         try:
             download(p["url"], path, p["timeout"])
         except Exception as exc:  # noqa: BLE001 - any download failure is one refusal
-            module.fail_json(msg="cannot download the NVIDIA installer from %s: %s. Nothing "
-                             "was changed." % (clean_url, credurl.mask_text(str(exc))), **result)
+            module.fail_json(msg="cannot download the NVIDIA installer from %s: %s. %s"
+                             % (clean_url, credurl.mask_text(str(exc)), changes()), **result)
         found = runfile.sha256_file(path)
         if found != sha.lower():
-            module.fail_json(msg=runfile.sha_mismatch_message(clean_url, found, sha), **result)
+            module.fail_json(msg=runfile.sha_mismatch_message(clean_url, found, sha, changes()),
+                             **result)
         os.chmod(path, 0o700)
         rc, out = run(["sh", path, "--version"], timeout=300)
         got = runfile.parse_installer_version(out) if rc == 0 else None
         if got != version:
-            module.fail_json(msg=runfile.version_mismatch_message(clean_url, got, version),
+            module.fail_json(msg=runfile.version_mismatch_message(clean_url, got, version,
+                                                                  changes()),
                              installer_answer=out.strip()[-500:], **result)
         rc, helptext = run(["sh", path, "--advanced-options"], timeout=300)
         try:
             argv = runfile.install_argv(path, helptext)
         except ValueError as exc:
             module.fail_json(msg="%s: %s; rigctl installs the userspace only (the kernel "
-                             "module is built by DKMS). Nothing was changed." % (clean_url, exc),
+                             "module is built by DKMS). %s" % (clean_url, exc, changes()),
                              **result)
         result["changed"] = True
         if have and have != version:

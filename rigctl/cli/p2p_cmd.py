@@ -15,7 +15,8 @@ from rigctl.cli.common import exits_on_errors, inventory_option, json_option, re
 from rigctl.errors import InputError
 
 CATALOG_VAR = "rig_p2p_catalog"
-
+# Footprint lines printed with the mapping (--json and the catalog note carry them all).
+FOOTPRINT_SHOWN = 40
 
 
 @click.group()
@@ -30,6 +31,17 @@ def _mapping_text(entry: dict, name: str | None) -> str:
     if entry.get("had_credentials"):
         lines.append("# the URL's credentials were left out: put the tokened URL in a vaulted "
                      "variable and set rig_p2p_source.url to it")
+    stock = entry.get("stock") or {}
+    if entry.get("verified_by") == "content":
+        lines.append(f"# patch footprint against stock NVIDIA {stock['tag']} (tag {stock['tag']} "
+                     f"of {stock['upstream']}): {len(stock['footprint'])} file(s) differ")
+        lines += [f"#   {r['change']} {r['path']}" for r in stock["footprint"][:FOOTPRINT_SHOWN]]
+        if len(stock["footprint"]) > FOOTPRINT_SHOWN:
+            lines.append(f"#   ... and {len(stock['footprint']) - FOOTPRINT_SHOWN} more (--json "
+                         "lists them all)")
+    else:
+        lines.append("# NOT verified by content (stock NVIDIA could not be compared); see the "
+                     "warning")
     lines.append(f'rig_driver_version: "{entry["driver_version"]}"')
     if name:
         lines.append(f"rig_p2p_source: {{catalog: {name}}}")
@@ -44,8 +56,20 @@ def _catalog_entry(entry: dict, gpus: list[str], note: str | None) -> dict:
            "driver_version": entry["driver_version"]}
     if gpus:
         out["gpus"] = gpus
-    out["note"] = note or f"pinned by rigctl p2p pin: head of {entry['branch']}"
+    out["note"] = note or _default_note(entry)
     return out
+
+
+def _default_note(entry: dict) -> str:
+    """The catalog entry's note: what the pin found, the patch's footprint as evidence."""
+    from rigctl.core import p2ppin
+
+    stock = entry.get("stock") or {}
+    head = f"pinned by rigctl p2p pin: head of {entry['branch']}"
+    if entry.get("verified_by") == "content":
+        return (f"{head}; differs from stock NVIDIA {stock['tag']} (tag {stock['tag']} of "
+                f"{stock['upstream']}) in {p2ppin.footprint_text(stock)}")
+    return f"{head}; the patch was NOT verified by content: {stock.get('reason')}"
 
 
 def write_user_catalog(path: str, name: str, value: dict) -> str:
@@ -109,17 +133,26 @@ def write_user_catalog(path: str, name: str, value: dict) -> str:
               "own) instead of printing the rig_p2p_source mapping.")
 @click.option("--name", "name", default=None,
               help="Entry name for --write (default: <fork owner>-<version>).")
+@click.option("--upstream", "upstream", default=None, metavar="URL",
+              help="NVIDIA's repository, or a mirror of it, whose tag VERSION (the branch's "
+              "version.mk) is the stock tree the branch is compared with (default: "
+              "$RIGCTL_P2P_UPSTREAM, else https://github.com/NVIDIA/open-gpu-kernel-modules.git).")
 @click.option("--gpus", "gpus", default=None, metavar="LIST",
               help="The GPUs the branch's README claims, comma separated (recorded in the "
               "entry; rigctl never reads the README).")
 @json_option
 @exits_on_errors
-def pin_cmd(url, branch, version, write, name, gpus, as_json):
+def pin_cmd(url, branch, version, upstream, write, name, gpus, as_json):
     """Pin BRANCH of the fork at URL (http(s), ssh, file or a local mirror path).
 
     Resolves the branch to its commit, fetches that commit shallowly into a temporary
-    directory (removed afterwards), reads its version.mk, refuses branches without the
-    P2P patch, and prints the rig_p2p_source mapping (or writes a catalog entry)."""
+    directory (removed afterwards) and reads its version.mk. Then compares its tree with
+    NVIDIA's stock release of that version (the tag of that name, fetched shallowly from
+    --upstream): the same tree is refused (no patch); otherwise the files that differ (the
+    patch's footprint) are printed and recorded. When the upstream cannot be reached or
+    has no such tag, a warning says the patch was not verified by content, and only the
+    branch's place in the fork is judged (its default branch is refused). Prints the
+    rig_p2p_source mapping (or writes a catalog entry)."""
     from rigctl.core import credurl, p2ppin
 
     if version is not None:
@@ -129,9 +162,11 @@ def pin_cmd(url, branch, version, write, name, gpus, as_json):
             raise InputError(f"--version {version!r} is not a driver version",
                              fix="write it like --version 580.105.08")
     try:
-        entry = p2ppin.pin(url, branch, version=version)
+        entry = p2ppin.pin(url, branch, version=version, upstream=upstream)
     except p2ppin.PinRefused as exc:
         raise InputError(credurl.mask_text(exc.message), fix=exc.fix) from None
+    if entry["warning"]:
+        click.echo(f"warning: {credurl.mask_text(entry['warning'])}", err=True)
     claims = [g.strip() for g in (gpus or "").split(",") if g.strip()]
     result = {k: v for k, v in entry.items() if k != "had_credentials"}
     if write:

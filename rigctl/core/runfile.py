@@ -31,6 +31,8 @@ UNINSTALLER = "/usr/bin/nvidia-uninstall"
 INSTALL_LOG = "/var/log/nvidia-installer.log"
 UNINSTALL_LOG = "/var/log/nvidia-uninstall.log"
 
+NOTHING_CHANGED = "Nothing was changed."
+
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _VERSION = r"(\d{3}\.\d{1,3}(?:\.\d{1,3})?)"
 
@@ -96,31 +98,59 @@ def conflicting_packages(installed_names):
     return sorted(n for n in set(installed_names or []) if _DRIVER_PACKAGE_RE.match(n))
 
 
-def conflict_message(host, packages, version):
+def conflict_message(host, packages, version, changes=NOTHING_CHANGED):
     return (
         "rig_driver_source is runfile, but %s has the distribution's NVIDIA driver packages "
         "%s installed: NVIDIA's installer (%s) would overwrite their files and apt would put "
-        "them back. Nothing was changed. Remove them first (`apt-mark unhold %s; apt-get "
+        "them back. %s Remove them first (`apt-mark unhold %s; apt-get "
         "purge %s`; rigctl never removes another source's driver for you), or set "
         "rig_driver_source: debian (or cuda-repo) to keep using packages."
-        % (host, ", ".join(packages), version, " ".join(packages), " ".join(packages)))
+        % (host, ", ".join(packages), version, changes, " ".join(packages), " ".join(packages)))
 
 
-def sha_mismatch_message(url, found, wanted):
+def sha_mismatch_message(url, found, wanted, changes=NOTHING_CHANGED):
     return (
         "the installer at %s has sha256 %s, not the pinned rig_driver_runfile_sha256 %s: "
-        "refused (a changed or damaged download). Nothing was changed. Check the file "
+        "refused (a changed or damaged download). %s Check the file "
         "(`sha256sum`) against NVIDIA's published checksum and pin that one."
-        % (url, found, wanted.lower()))
+        % (url, found, wanted.lower(), changes))
 
 
-def version_mismatch_message(url, found, wanted):
+def version_mismatch_message(url, found, wanted, changes=NOTHING_CHANGED):
     return (
         "the installer at %s is driver %s (its --version), but rig_driver_version is %s: "
         "the userspace and the kernel module must be the same version to the last digit. "
-        "Nothing was changed. Point rig_driver_runfile_url at "
+        "%s Point rig_driver_runfile_url at "
         "NVIDIA-Linux-x86_64-%s.run (and pin its sha256), or set rig_driver_version: \"%s\"."
-        % (url, found or "unknown (no version in its answer)", wanted, wanted, found or wanted))
+        % (url, found or "unknown (no version in its answer)", wanted, changes, wanted,
+           found or wanted))
+
+
+def changes_before(before_lines, now_lines, lists_refreshed=False, source_cache=None):
+    """The sentence a runfile refusal ends with: exactly what this run changed on the host
+    before it, or that nothing did. The runfile step comes after the patched source was
+    fetched (nvidia_driver's p2p_source.yml), which may have installed git (the packages
+    added since BEFORE_LINES, ``driver.DPKG_QUERY`` output; None: not known to have run)
+    and written the source cache SOURCE_CACHE (None: untouched). The driver itself is never
+    touched before a refusal."""
+    added = []
+    if before_lines is not None:
+        added = sorted(driver.installed_packages(now_lines)
+                       - driver.installed_packages(before_lines))
+    done = []
+    if added:
+        done.append("git was installed to fetch the patched source, adding %s (`apt-get "
+                    "purge %s` removes %s)" % (", ".join(added), " ".join(added),
+                                               "it" if len(added) == 1 else "them"))
+    if source_cache:
+        done.append("the patched source cache %s was updated" % source_cache)
+    if not done:
+        return NOTHING_CHANGED[:-1] + (" (apt's package lists were refreshed)."
+                                       if lists_refreshed else ".")
+    if lists_refreshed:
+        done.append("apt's package lists were refreshed")
+    return ("Changed before this check: only %s; the driver is untouched (no NVIDIA "
+            "userspace, package or module was installed or removed)." % "; ".join(done))
 
 
 def file_name(url):

@@ -29,6 +29,14 @@ VERSION = "535.261.03"
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
+@pytest.fixture(autouse=True)
+def no_upstream(monkeypatch):
+    """`p2p pin` compares the branch with NVIDIA's release from the upstream repository
+    (tests/unit/test_p2ppin.py tests that against local mirrors). Here the upstream is a
+    path that does not exist, so nothing goes to github: the topology rule decides."""
+    monkeypatch.setenv("RIGCTL_P2P_UPSTREAM", "file:///nonexistent/upstream.git")
+
+
 @pytest.fixture(scope="module")
 def fork(tmp_path_factory):
     dest = tmp_path_factory.mktemp("p2p-fork") / "fork.git"

@@ -80,6 +80,44 @@ def test_refusals_name_the_problem_and_the_fix():
     assert "NVIDIA-Linux-x86_64-580.95.05.run" in msg
 
 
+def test_a_refusal_says_exactly_what_the_run_changed_before_it():
+    before = ["ii  libc6", "ii  curl"]
+    assert runfile.changes_before(None, None) == "Nothing was changed."
+    assert runfile.changes_before(before, before) == "Nothing was changed."
+    assert runfile.changes_before(before, before, lists_refreshed=True) == \
+        "Nothing was changed (apt's package lists were refreshed)."
+    said = runfile.changes_before(before, before + ["ii  git", "ii  liberror-perl"], True,
+                                  "/var/lib/rigctl/nvidia-p2p/git")
+    assert said.startswith("Changed before this check: only git was installed to fetch the "
+                           "patched source, adding git, liberror-perl (`apt-get purge git "
+                           "liberror-perl` removes them); the patched source cache "
+                           "/var/lib/rigctl/nvidia-p2p/git was updated; apt's package lists "
+                           "were refreshed; the driver is untouched"), said
+    assert "Nothing was changed" not in said
+    # the refusals carry the sentence they are given
+    msg = runfile.sha_mismatch_message("http://m/x.run", "a" * 64, "b" * 64, said)
+    assert said in msg and "Nothing was changed" not in msg
+    assert said in runfile.conflict_message("rig-a", ["libcuda1"], "580.95.05", said)
+    assert said in runfile.version_mismatch_message("http://m/x.run", None, "580.95.05", said)
+
+
+def test_the_stand_in_persistenced_takes_the_real_command_line(tmp_path):
+    fake_nvidia_runfile.build("580.95.05", tmp_path)
+    subprocess.run(["sh", str(tmp_path / "NVIDIA-Linux-x86_64-580.95.05.run"), "-x", "--target",
+                    str(tmp_path / "x")], check=True, capture_output=True)
+    daemon = tmp_path / "x" / "nvidia-persistenced"
+    assert fake_nvidia_runfile.MARK in daemon.read_text()  # labelled a stand-in
+
+    def ask(*args):
+        return subprocess.run(["sh", str(daemon), *args], capture_output=True, text=True)
+
+    assert ask("--version").stdout.startswith("nvidia-persistenced:  version 580.95.05")
+    assert "--user USER" in ask("--help").stdout and "--verbose" in ask("--help").stdout
+    got = ask("--frobnicate")
+    assert got.returncode == 1 and "Unrecognized option: '--frobnicate'" in got.stderr
+    assert ask("--user").returncode == 1
+
+
 def test_up_to_date_needs_the_record_and_the_installed_answer():
     rec = {"version": "580.95.05", "sha256": "ab" * 32}
     assert runfile.up_to_date(rec, "580.95.05", "AB" * 32, "580.95.05")
