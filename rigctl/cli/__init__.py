@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "lab": ("rigctl.cli.lab_cmd", "lab", "Simulated rigs (systemd containers) to try rigctl."),
     "p2p": ("rigctl.cli.p2p_cmd", "p2p", "Patched P2P sources: pin a fork branch, list them."),
     "fleet": ("rigctl.cli.fleet_cmd", "fleet", "The whole fleet at a glance (status)."),
+    "pull": ("rigctl.cli.pull_cmd", "pull", "Pull mode: rigs converge themselves (ansible-pull)."),
 }
 
 

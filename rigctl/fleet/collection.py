@@ -219,3 +219,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def files_digest(tarball: str | os.PathLike) -> str:
+    """sha256 of the tarball's FILES.json (every file's own sha256): the same for two builds
+    of the same tree, whatever the tarball's timestamps. An installed collection keeps
+    FILES.json, so a rig can tell whether its copy is this one (rigctl pull setup)."""
+    import hashlib
+    import tarfile
+
+    with tarfile.open(tarball) as tar:
+        member = tar.extractfile("FILES.json")
+        if member is None:
+            raise RigctlError(f"{tarball} has no FILES.json: not a collection tarball")
+        return hashlib.sha256(member.read()).hexdigest()

@@ -46,6 +46,24 @@ def git_url_problem(value: Any) -> tuple[str, str] | None:
     )
 
 
+def pull_url_problem(value: Any) -> tuple[str, str] | None:
+    """(message, fix) for rig_pull_repo_url: a git URL the rig can clone, with no
+    credentials in it (the URL is on ansible-pull's command line and in its log)."""
+    problem = git_url_problem(value)
+    if problem or not isinstance(value, str):
+        return problem
+    from rigctl.core import credurl
+
+    if credurl.has_credentials(value):
+        return (
+            "the URL carries credentials, which would show in the rig's process list and "
+            "journal",
+            "use an ssh:// URL with a deploy key on the rig (rig_pull_ssh_key_file) and the "
+            "server's key in rig_pull_known_hosts",
+        )
+    return None
+
+
 def driver_version_problem(value: Any) -> tuple[str, str] | None:
     """(message, fix) for a well-formed driver version that has no open kernel modules."""
     if not driverlib.is_driver_version(value):

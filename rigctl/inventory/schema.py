@@ -21,7 +21,12 @@ from typing import Any
 from rigctl.core import cuda as cudalib
 from rigctl.core import driver as driverlib
 from rigctl.core import gpudb, health
-from rigctl.inventory.formats import clock_lock_problem, driver_version_problem, git_url_problem
+from rigctl.inventory.formats import (
+    clock_lock_problem,
+    driver_version_problem,
+    git_url_problem,
+    pull_url_problem,
+)
 from rigctl.inventory.p2pfloors import p2p_floor_problem, p2p_pair_floors_problem
 from rigctl.inventory.power_budget import psu_watts_problem
 
@@ -41,6 +46,9 @@ ROLES: dict[str, str] = {
     "for login shells and services, and the rig probe compiled with nvcc.",
     "nccl": "NCCL (runtime and headers) at a pinned version, and /etc/nccl.conf written from "
     "the rig's P2P state.",
+    "rig_pull": "Pull mode: ansible-core, git and the rigctl.rig collection on the rig, and a "
+    "systemd timer running ansible-pull of the owner's inventory repository at a pinned "
+    "commit.",
 }
 
 TARGET_GROUP = "rigs"
@@ -152,9 +160,10 @@ _S_POWER = "Power and persistence"
 _S_HOST = "Host checks and changes"
 _S_CUDA = "CUDA"
 _S_NCCL = "NCCL"
+_S_PULL = "Pull mode (ansible-pull)"
 _S_LAB = "Lab rigs"
 
-SECTIONS = (_S_DRIVER, _S_P2P, _S_POWER, _S_HOST, _S_CUDA, _S_NCCL, _S_LAB)
+SECTIONS = (_S_DRIVER, _S_P2P, _S_POWER, _S_HOST, _S_CUDA, _S_NCCL, _S_PULL, _S_LAB)
 
 _SOURCE_HELP = (
     ("cuda-repo", "NVIDIA's CUDA apt repository: it carries every release, so exact "
@@ -212,8 +221,10 @@ VARIABLES: tuple[Field, ...] = (
             "`rig_driver_runfile_url`, checked against `rig_driver_runfile_sha256` and run "
             "without its kernel modules (flavor `p2p` only: the patched module is built by "
             "DKMS). For versions no distribution ships. Distribution driver packages on the "
-            "rig are refused (purge them first)."),),
-        roles=("rig_preflight", "nvidia_driver"),
+            "rig are refused (purge them first); `gpu_tuning` writes the unit for the "
+            "installer's `nvidia-persistenced` instead of installing the distribution's "
+            "package."),),
+        roles=("rig_preflight", "nvidia_driver", "gpu_tuning"),
         section=_S_DRIVER,
         example="cuda-repo",
     ),
@@ -851,6 +862,102 @@ VARIABLES: tuple[Field, ...] = (
         roles=("nccl",),
         section=_S_NCCL,
         example={"NCCL_P2P_LEVEL": "SYS"},
+    ),
+    # --- pull mode
+    Field(
+        "rig_pull_enabled",
+        "bool",
+        "Pull mode: `rigctl pull setup` installs ansible-core (the distribution's, 2.17 to "
+        "2.19), git and rigctl's collection on the rig and a systemd timer that runs "
+        "`ansible-pull` of your inventory repository at `rig_pull_commit`, converging the rig "
+        "by itself every `rig_pull_interval`. False removes rigctl's pull units (the "
+        "collection and ansible-core stay).",
+        default=False,
+        roles=("rig_pull",),
+        section=_S_PULL,
+        example=True,
+    ),
+    Field(
+        "rig_pull_repo_url",
+        "str",
+        "Git URL of your inventory repository as the rig reaches it (`https://`, `ssh://`, "
+        "`git@host:path`, `file://`). It must hold `rig_pull_inventory` and "
+        "`rig_pull_playbook` (a playbook that imports `rigctl.rig.provision`). No "
+        "credentials in the URL (they would show in the rig's process list and journal): "
+        "use an SSH deploy key (`rig_pull_ssh_key_file`).",
+        nullable=True,
+        check=pull_url_problem,
+        roles=("rig_pull",),
+        section=_S_PULL,
+        example="ssh://git@git.lab.example/rigs/inventory.git",
+    ),
+    Field(
+        "rig_pull_commit",
+        "str",
+        "The full 40-character commit of the inventory repository the rig converges to. "
+        "Pinned: the rig never follows a branch, so a push changes no rig until this "
+        "variable changes and `rigctl pull setup` runs.",
+        nullable=True,
+        pattern=COMMIT_RE,
+        format_help="the full 40-character commit id (`git rev-parse HEAD` prints it)",
+        roles=("rig_pull",),
+        section=_S_PULL,
+        example="4f1c2b7e9d0a3c5e8f6b1a2d4c7e9f0b3a5c8d1e",
+    ),
+    Field(
+        "rig_pull_playbook",
+        "str",
+        "Playbook in the repository that ansible-pull runs (relative path).",
+        default="local.yml",
+        pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[\w./-]+\.ya?ml$",
+        format_help="a relative path like local.yml",
+        roles=("rig_pull",),
+        section=_S_PULL,
+        example="local.yml",
+    ),
+    Field(
+        "rig_pull_inventory",
+        "str",
+        "Inventory in the repository (relative path: a file or a directory).",
+        default="inventory",
+        pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[\w./-]+$",
+        format_help="a relative path like inventory or inventory/hosts.yml",
+        roles=("rig_pull",),
+        section=_S_PULL,
+        example="inventory",
+    ),
+    Field(
+        "rig_pull_interval",
+        "str",
+        "How long after one pull run ends the next one starts (a systemd time span).",
+        default="1h",
+        pattern=r"^[1-9][0-9]*(s|min|h|d)$",
+        format_help="a number and a unit: 30min, 1h, 1d",
+        roles=("rig_pull",),
+        section=_S_PULL,
+        example="1h",
+    ),
+    Field(
+        "rig_pull_known_hosts",
+        "str",
+        "known_hosts lines of the git server, required for `ssh://` and `git@host:` URLs: "
+        "ansible-pull runs git with StrictHostKeyChecking=yes against exactly these keys.",
+        nullable=True,
+        roles=("rig_pull",),
+        section=_S_PULL,
+        example="git.lab.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI...",
+    ),
+    Field(
+        "rig_pull_ssh_key_file",
+        "str",
+        "Path ON THE RIG of the SSH deploy key git uses for an ssh URL (rigctl never copies "
+        "a private key: put it there with mode 0600).",
+        nullable=True,
+        pattern=r"^/\S+$",
+        format_help="an absolute path like /etc/rigctl/pull_deploy_key",
+        roles=("rig_pull",),
+        section=_S_PULL,
+        example="/etc/rigctl/pull_deploy_key",
     ),
     # --- lab
     Field(

@@ -333,6 +333,28 @@ class _InventoryCheck:
                          f"set, but it is for simulated lab rigs only and this host is at "
                          f"{addr}, not on a loopback address",
                          "remove rig_lab_profile from real rigs", severity="warning", host=h)
+        self.pull_mode_rules(h, val, at)
+
+    def pull_mode_rules(self, h: str, val: Callable[[str], Any], at: Callable[[str], Any]) -> None:
+        """Pull mode needs its repository and its pinned commit; an ssh repository needs the
+        server's known host keys (git runs with StrictHostKeyChecking=yes)."""
+        if val("rig_pull_enabled") is not True:
+            return
+        for name, fix in (("rig_pull_repo_url", "set rig_pull_repo_url to your inventory "
+                           "repository's git URL as the rig reaches it"),
+                          ("rig_pull_commit", "set rig_pull_commit to the full commit id to "
+                           "converge to (`git rev-parse HEAD` in the repository)")):
+            if val(name) is None:
+                self.add(at("rig_pull_enabled"), "required because rig_pull_enabled is true",
+                         fix, key=name, host=h)
+        url = val("rig_pull_repo_url")
+        if isinstance(url, str) and re.match(r"^(ssh://|[\w.-]+@[\w.-]+:)", url) and (
+                val("rig_pull_known_hosts") is None):
+            self.add(at("rig_pull_repo_url"), "an ssh repository needs the git server's host "
+                     "keys (rig_pull_known_hosts): ansible-pull never accepts an unknown key",
+                     "set rig_pull_known_hosts to the server's known_hosts lines "
+                     "(`ssh-keyscan HOST`, checked against the server's own fingerprint)",
+                     key="rig_pull_known_hosts", host=h)
 
     def p2p_versions_agree(self, h: str, d: VarDef, src: dict, version: str, vorigin: str) -> None:
         pairs = pairs_of(d.node)
