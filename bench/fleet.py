@@ -5,10 +5,11 @@ Per fleet size, measured in the same run on the same rigs and inventory:
 `ansible -m ping` (the floor: touching every rig once, same ansible.cfg and SSH settings
 as rigctl), `rigctl fleet status --json`, `rigctl verify --json`, and a no-op
 `rigctl fleet update --canary 0 --batch 100%` (one batch: host keys, prepare, converge,
-finish, verify; the rigs were converged by one untimed update first). Printed: seconds
+finish in one job, verify; the rigs were converged by one untimed update first). Printed: seconds
 (median of --repeat runs), each command's ratio to the same command on one rig, and its
 ratio to the ping floor on the same rigs. The controller's load average before and after
-is printed too (the figures mean little on a busy machine).
+is printed too (the figures mean little on a busy machine), and each update job's seconds
+(from the rollout record).
 
 Usage: .venv/bin/python bench/fleet.py [--rigs 1,8,32] [--repeat 3] [--keep-lab]
 Brings up its own lab ('fleet-bench', profile 4x3090) under a temporary RIGCTL_HOME and
@@ -20,6 +21,7 @@ the lab rigs on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -78,24 +80,32 @@ def main() -> int:
                 if proc.returncode not in (0, 1) or not proc.stdout.startswith("{"):
                     raise SystemExit(f"verify did not run:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
-            def update(limit=limit):
+            steps: dict[str, list[float]] = {}
+
+            def update(limit=limit, steps=steps):
                 proc = subprocess.run([rigctl, "fleet", "update", "-i", inventory, "--limit", limit,
                                        "--canary", "0", "--batch", "100%", "--json"],
                                       capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise SystemExit(f"fleet update failed:\n{proc.stdout[-2000:]}\n"
                                      f"{proc.stderr[-2000:]}")
+                for run in json.loads(proc.stdout).get("runs") or []:  # each job's seconds
+                    if run.get("seconds") is not None:
+                        steps.setdefault(run["step"], []).append(run["seconds"])
 
             ping()  # warm the SSH master connections, like a fleet that was just touched
             update()  # converge once: the timed runs are no-op updates
+            steps.clear()
             results[n] = {
                 "ping": timed(ping, args.repeat),
                 "status": timed(status, args.repeat),
                 "verify": timed(verify, args.repeat),
                 "update": timed(update, args.repeat),
             }
+            results[n]["steps"] = {k: statistics.median(v) for k, v in steps.items()}
             print(f"measured {n} rig(s): " + ", ".join(
-                f"{k} {v:.2f} s" for k, v in results[n].items() if v is not None), file=sys.stderr)
+                f"{k} {v:.2f} s" for k, v in results[n].items() if isinstance(v, float)),
+                file=sys.stderr)
         one = results[1]
 
         def cell(n, key):
@@ -111,6 +121,9 @@ def main() -> int:
         print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        for n in sizes:  # where a no-op update's time goes: each job of its one batch
+            print(f"fleet update, {n} rig(s), per job (median): " + ", ".join(
+                f"{k} {v:.2f} s" for k, v in results[n]["steps"].items()))
         load_after = os.getloadavg()
         print(f"(median of {args.repeat} runs each; {os.cpu_count()} CPU cores; load average "
               f"{load_before[0]:.2f} before, {load_after[0]:.2f} after)")

@@ -19,9 +19,15 @@ description:
   - >-
     With step=finish: starts the units that prepare recorded and removes the record.
   - >-
+    With step=finish and defer_if_reboot: when the rig has a pending reboot (the reboot mark
+    of rigctl.core.reboot), nothing is started (C(deferred)): the rollout reboots the rig
+    and runs finish after the reboot.
+  - >-
     Both steps return the rig's facts (rigctl.core.hostfacts, as rig_facts gathers them),
     the driver record and the boot token, so the rollout knows the driver before and
-    after and whether the rig rebooted.
+    after and whether the rig rebooted. With gather=false, prepare leaves the rig's facts
+    out (the rig_facts role gathers them next in the same play) except on a busy rig that
+    is left alone (its only read).
 options:
   step:
     description: Which step.
@@ -37,13 +43,22 @@ options:
     description: Drain and go on even when the rig is busy.
     type: bool
     default: false
+  gather:
+    description: Return the rig's facts (host) with step=prepare.
+    type: bool
+    default: true
+  defer_if_reboot:
+    description: With step=finish, do nothing while a reboot is pending.
+    type: bool
+    default: false
 """
 
 RETURN = r"""
 ansible_facts:
   description: >-
-    `rig_rollout`: step, busy, apps (compute processes), apps_readable, units_active,
-    stopped, started, host (hostfacts), driver_record, boot.
+    `rig_rollout_prepare` or `rig_rollout_finish` (one per step, so that one play can run
+    both): step, busy, apps (compute processes), apps_readable, units_active, stopped,
+    started, deferred, host (hostfacts; absent with gather=false), driver_record, boot.
   returned: always
   type: dict
 """
@@ -92,13 +107,16 @@ def main():
             "step": {"type": "str", "required": True, "choices": ["prepare", "finish"]},
             "units": {"type": "list", "elements": "str", "default": []},
             "force": {"type": "bool", "default": False},
+            "gather": {"type": "bool", "default": True},
+            "defer_if_reboot": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     step = module.params["step"]
     out = {"step": step, "busy": False, "apps": [], "apps_readable": True, "units_active": [],
-           "stopped": [], "started": []}
+           "stopped": [], "started": [], "deferred": False}
     changed = False
+    gather = True
     if step == "prepare":
         apps = healthfacts.busy_processes(gpulayer.layer()["nvidia_smi"])
         out["apps_readable"] = apps is not None
@@ -107,7 +125,7 @@ def main():
         out["units_active"] = [u for u in module.params["units"] if _active(u)]
         out["busy"] = bool(out["apps"] or out["units_active"])
         if out["busy"] and not module.params["force"]:
-            pass  # left alone: the rollout skips it
+            pass  # left alone (the rollout skips it): its facts are its only read
         elif out["units_active"]:
             changed = True
             if not module.check_mode:
@@ -115,6 +133,11 @@ def main():
                 for unit in out["units_active"]:
                     _systemctl(module, "stop", unit)
             out["stopped"] = list(out["units_active"])
+        if not out["busy"] or module.params["force"]:
+            gather = module.params["gather"]
+    elif module.params["defer_if_reboot"] and reboot.status().get("required"):
+        out["deferred"] = True  # the rollout reboots the rig, then runs finish again
+        gather = False
     else:
         units = _read_drained()
         if units:
@@ -124,10 +147,11 @@ def main():
                     _systemctl(module, "start", unit)
                 os.unlink(DRAINED)
             out["started"] = units
-    out["host"] = hostfacts.gather()
+    if gather:
+        out["host"] = hostfacts.gather()
     out["driver_record"] = driver.read_provenance()
     out["boot"] = reboot.boot_token()
-    module.exit_json(changed=changed, ansible_facts={"rig_rollout": out})
+    module.exit_json(changed=changed, ansible_facts={"rig_rollout_" + step: out})
 
 
 if __name__ == "__main__":

@@ -6,23 +6,27 @@ carried out batch by batch. rigctl owns the failure budget (``Budget``): it coun
 and unreachable rigs of the whole rollout, which Ansible's ``max_fail_percentage`` cannot
 (its count restarts every batch and ignores unreachable hosts).
 
-Per batch, the rigs go through these steps together, each step one ansible-runner job over
+Per batch, the rigs go through these steps together, each job one ansible-runner run over
 the rigs still in the running (forks = the batch's size), so a rig that fails or does not
 answer drops out and never stalls the others:
 
 1. the SSH host key gate (rigctl.hostkeys): a rig whose key changed is never contacted;
-2. prepare (playbooks/fleet_rollout.yml, step prepare): the driver before, busy check (GPU
-   compute processes, active ``rig_drain_units``; a busy rig is skipped unless --force),
-   drain units stopped;
-3. converge: playbooks/provision.yml limited to the batch, with ``rig_reboot_policy``
-   forced to ``never`` so that a pending reboot is only marked;
-4. reboot (playbooks/fleet_reboot.yml), for rigs the converge left with a pending reboot
-   and whose ``rig_reboot_policy`` is ``auto``: wait up to --reboot-timeout, boot id
-   checked;
-5. finish (fleet_rollout.yml, step finish): drain units started again, the driver after and
-   the boot read back (on a real GPU after a reboot: the loaded module must be the one
-   asked for), on every rig that got through prepare, failed or not;
-6. verify: rigctl verify's suites for the batch (rigctl.verify.run.run_suites).
+2. one update job (playbooks/fleet_update.yml, step ``update`` in the record), three steps
+   in one play so a no-op update costs one ansible-playbook start-up:
+   prepare (rig_rollout step prepare): busy check (GPU compute processes, active
+   ``rig_drain_units``; a busy rig is left untouched and skipped unless --force), drain
+   units stopped; converge: the roles of playbooks/provision.yml, with
+   ``rig_reboot_policy`` forced to ``never`` so that a pending reboot is only marked (their
+   first facts give the driver before); finish (step finish, in the block's ``always``):
+   drain units started again, the driver after and the boot read back, on every rig that
+   got through prepare, its converge failed or not. Each failure is placed at its step by
+   the task that failed;
+3. reboot (playbooks/fleet_reboot.yml), for rigs the converge left with a pending reboot
+   and whose ``rig_reboot_policy`` is ``auto`` (their finish in step 2 was deferred): wait
+   up to --reboot-timeout, boot id checked;
+4. finish after the reboot (fleet_rollout.yml, step finish; on a real GPU the loaded module
+   must be the one asked for);
+5. verify: rigctl verify's suites for the batch (rigctl.verify.run.run_suites).
 
 Only a rig that verifies is ``done``. Every other rig ends ``failed``, ``unreachable``,
 ``skipped`` (busy) or ``not started``, with a ``state`` line saying what it was left as.
@@ -164,7 +168,7 @@ class Record:
     ``{"schema": 1, "id", "started", "finished", "state", "inventory": [paths], "options":
     {canary, batch, max_fail, force, reboot_timeout}, "plan": {"batches": [[rig, ...],
     ...]}, "budget": {allowed, failed, spent}, "stop_reason", "runs": [{"step", "batch",
-    "artifacts"}], "rigs": {rig: {"address", "batch", "result", "state", "message",
+    "artifacts", "seconds"}], "rigs": {rig: {"address", "batch", "result", "state", "message",
     "started", "finished", "seconds", "driver_before", "driver_after", "rebooted",
     "verify", "attempts"}}}``"""
 
@@ -402,6 +406,7 @@ class Rollout:
             prog = make_progress(rigs, self.opts.verbose)
         from rigctl.progress import progress_context
 
+        started = time.monotonic()
         with _forks(len(rigs)), progress_context(prog):
             result = run_playbook(playbook, self.paths, limit=",".join(rigs),
                                   verbosity=self.opts.verbose, extravars=extravars,
@@ -409,7 +414,8 @@ class Rollout:
                                   control_digest=digest, run_root=self.rec.dir / "runs",
                                   cancel_callback=self.stop.cancelled)
         self.rec.data["runs"].append({"step": step, "batch": batch_no,
-                                      "artifacts": str(result.artifacts)})
+                                      "artifacts": str(result.artifacts),
+                                      "seconds": round(time.monotonic() - started, 2)})
         self.stop.check()
         return result
 
@@ -427,6 +433,36 @@ class Rollout:
         for host in rigs:  # a rig the job never reported on (the run died)
             if host not in result.hosts and host not in out:
                 out[host] = (FAILED, f"no result (ansible-playbook {result.status}, rc {result.rc})")
+        return out
+
+    # the update job's own tasks (playbooks/fleet_update.yml): everything else is the converge
+    _PREPARE_TASK, _FINISH_TASK = "Rollout step prepare", "Rollout step finish"
+    _ROLLOUT_TASKS = (_PREPARE_TASK, _FINISH_TASK, "Leave a busy rig untouched")
+
+    @staticmethod
+    def _facts(result, rig: str, step: str) -> dict:
+        """What the rig_rollout module said for ``step`` in this job ({} when it did not run)."""
+        return (result.host_facts.get(rig) or {}).get(f"rig_rollout_{step}") or {}
+
+    @classmethod
+    def _problems_by_step(cls, result, rigs) -> dict[str, dict]:
+        """The update job's problems per step: {"prepare"|"converge"|"finish": {rig:
+        (result, message)}}, each rig's first failure, placed by the task that failed (a rig
+        the job failed without saying where, or never reported on, is placed at prepare when
+        prepare said nothing for it)."""
+        out: dict[str, dict] = {"prepare": {}, "converge": {}, "finish": {}}
+        seen = set()
+        for f in result.failures:
+            if f.host not in rigs or f.host in seen:
+                continue
+            seen.add(f.host)
+            step = ("prepare" if f.task == cls._PREPARE_TASK else
+                    "finish" if f.task == cls._FINISH_TASK else "converge")
+            out[step][f.host] = (UNREACHABLE if f.unreachable else FAILED,
+                                 f"{f.task}: {f.message.strip()}")
+        for host, problem in cls._problems(result, rigs).items():
+            if host not in seen:
+                out["converge" if cls._facts(result, host, "prepare") else "prepare"][host] = problem
         return out
 
     # -- one batch
@@ -454,18 +490,23 @@ class Rollout:
         if not live:
             return
 
-        # 2. prepare: driver before, busy check, drain
-        res = self._job("fleet_rollout.yml", live, batch_no, "prepare", digest=digest,
-                        extravars={"rigctl_rollout_step": "prepare", "rigctl_force": self.opts.force})
-        bad = self._problems(res, live)
-        for r, (result, msg) in bad.items():
+        # 2-5. one job: prepare (driver before, busy check, drain), converge, finish
+        auto = [r for r in live
+                if self.inv.host_vars(r).get("rig_reboot_policy", "never") == "auto"]
+        res = self._job("fleet_update.yml", live, batch_no, "update", digest=digest,
+                        extravars={"rig_reboot_policy": "never", "rigctl_force": self.opts.force,
+                                   "rigctl_reboot_auto": auto}, progress=True)
+        steps = self._problems_by_step(res, live)
+        for r, (result, msg) in steps["prepare"].items():
             self._finish_rig(r, result, f"preflight: {msg}", state="untouched")
-        live = [r for r in live if r not in bad]
-        drained = []
+        live = [r for r in live if r not in steps["prepare"]]
         for r in list(live):
-            facts = (res.host_facts.get(r) or {}).get("rig_rollout") or {}
-            self.rec.set_rig(r, driver_before=driver_of(facts), boot_before=facts.get("boot"),
-                             gpu_view=(facts.get("host") or {}).get("gpu_view"))
+            facts = self._facts(res, r, "prepare")
+            conv = res.host_facts.get(r) or {}
+            host = facts.get("host") or conv.get("rig_host") or {}
+            self.rec.set_rig(r, driver_before=driver_of({"host": host,
+                                                         "driver_record": facts.get("driver_record")}),
+                             boot_before=facts.get("boot"), gpu_view=host.get("gpu_view"))
             if facts.get("busy") and not self.opts.force:
                 what = [f"GPU process {a.get('pid')} ({a.get('name')})" for a in facts.get("apps") or []]
                 what += [f"unit {u} active" for u in facts.get("units_active") or []]
@@ -473,25 +514,25 @@ class Rollout:
                                  state="untouched", driver_after=self.rec.rig(r)["driver_before"])
                 live.remove(r)
             elif facts.get("stopped"):
-                drained.append(r)
                 self.rec.set_rig(r, drained=list(facts["stopped"]))
         self.rec.save()
         if not live:
             return
         touched = list(live)
-
-        # 3. converge
-        res = self._job("provision.yml", live, batch_no, "converge", digest=digest,
-                        extravars={"rig_reboot_policy": "never"}, progress=True)
-        failed_converge = self._problems(res, live)
+        failed_converge = {r: v for r, v in steps["converge"].items() if r in live}
         for r in live:
-            self.rec.set_rig(r, changes=sum(1 for c in res.changes if c["host"] == r))
+            self.rec.set_rig(r, changes=sum(1 for c in res.changes if c["host"] == r
+                                            and c["task"] not in self._ROLLOUT_TASKS))
         pending = res.reboots()
         ok = [r for r in live if r not in failed_converge]
+        finish_bad = {r: v for r, v in steps["finish"].items() if r in live}
+        finished = {r: self._facts(res, r, "finish") for r in live}
+        for r, facts in finished.items():
+            if facts and not facts.get("deferred") and r not in finish_bad:
+                self.rec.set_rig(r, driver_after=driver_of(facts), boot_after=facts.get("boot"))
 
-        # 4. reboot (rig_reboot_policy auto), else say it is pending
-        reboot = [r for r in ok if r in pending
-                  and self.inv.host_vars(r).get("rig_reboot_policy", "never") == "auto"]
+        # reboot (rig_reboot_policy auto), else say it is pending
+        reboot = [r for r in ok if r in pending and r in auto]
         for r in ok:
             if r in pending and r not in reboot:
                 self.rec.set_rig(r, reboot_pending="; ".join(pending[r]) or "reboot needed")
@@ -507,17 +548,19 @@ class Rollout:
                 if r not in failed_reboot:
                     self.rec.set_rig(r, rebooted=True)
 
-        # 5. finish: drain units back, driver after, boot
-        reachable = [r for r in touched if not (r in failed_converge
-                                                and failed_converge[r][0] == UNREACHABLE)
-                     and not (r in failed_reboot and failed_reboot[r][0] == UNREACHABLE)]
-        finish_bad = {}
-        if reachable:
-            fres = self._job("fleet_rollout.yml", reachable, batch_no, "finish", digest=digest,
+        # finish after the reboot (or where the update job's finish did not happen: deferred
+        # for a reboot that was not needed after all), on the rigs still reachable
+        again = [r for r in touched
+                 if (r in reboot or not finished.get(r) or finished[r].get("deferred"))
+                 and r not in finish_bad
+                 and not (r in failed_converge and failed_converge[r][0] == UNREACHABLE)
+                 and not (r in failed_reboot and failed_reboot[r][0] == UNREACHABLE)]
+        if again:
+            fres = self._job("fleet_rollout.yml", again, batch_no, "finish", digest=digest,
                              extravars={"rigctl_rollout_step": "finish"})
-            finish_bad = self._problems(fres, reachable)
-            for r in reachable:
-                facts = (fres.host_facts.get(r) or {}).get("rig_rollout")
+            finish_bad.update(self._problems(fres, again))
+            for r in again:
+                facts = (fres.host_facts.get(r) or {}).get("rig_rollout_finish")
                 if facts:
                     self.rec.set_rig(r, driver_after=driver_of(facts), boot_after=facts.get("boot"))
                     if self.rec.rig(r).get("rebooted"):
@@ -536,7 +579,7 @@ class Rollout:
         if not live:
             return
 
-        # 6. verify
+        # 5. verify
         from rigctl.hostkeys import connect_timeout
         from rigctl.runner import ansible_env
         from rigctl.verify.run import run_suites
@@ -544,10 +587,12 @@ class Rollout:
         _say(f"verifying {', '.join(live)}")
         junit = self.rec.dir / "runs" / f"b{batch_no}-verify-{len(self.rec.data['runs']):03d}.xml"
         junit.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
         vres = run_suites(live, self.paths[0], env=ansible_env(digest),
                           connect_timeout=connect_timeout(), junit=str(junit), record=True)
         vdata = vres.as_dict()["hosts"]
-        self.rec.data["runs"].append({"step": "verify", "batch": batch_no, "artifacts": str(junit)})
+        self.rec.data["runs"].append({"step": "verify", "batch": batch_no, "artifacts": str(junit),
+                                      "seconds": round(time.monotonic() - started, 2)})
         for r in live:
             h = vdata.get(r) or {}
             verdict = h.get("result") or "failed"
@@ -681,7 +726,7 @@ def check_plan(paths: list[str], inv, rigs: list[str], batches: list[list[str]],
             if result == UNREACHABLE:
                 out[r]["reachable"] = False
         for r in passed:
-            facts = (prep.host_facts.get(r) or {}).get("rig_rollout") or {}
+            facts = (prep.host_facts.get(r) or {}).get("rig_rollout_prepare") or {}
             if facts:
                 out[r]["busy"] = bool(facts.get("busy"))
                 out[r]["busy_what"] = ([f"GPU process {a.get('pid')}" for a in facts.get("apps") or []]

@@ -7,7 +7,8 @@ record under $RIGCTL_HOME/rollouts/<id>/, not only in exit codes.
 Scenarios: --check touches nothing; one rollout with a rig stopped before the run
 (unreachable), a busy rig (a GPU compute process) skipped, a rig whose host_vars carry a
 power limit the role refuses on the rig (fails mid-converge, previous state kept) and the
-other rigs done; a failing canary that stops the rollout before any other rig; the budget
+other rigs done; a failing canary (mid-converge, its drain unit started again by the finish
+step all the same) that stops the rollout before any other rig; the budget
 spent in batch 2, then --resume --retry-failed with the value fixed; Ctrl-C (SIGINT to the
 CLI) mid-batch with a drain unit under --force, then --resume.
 """
@@ -100,6 +101,14 @@ def test_check_plans_and_touches_nothing(lab):
     assert lab.rollouts() == []  # --check records no rollout
 
 
+def _trainer(lab, rig: str) -> str:
+    """A running drain unit on the rig; its ActiveEnterTimestampMonotonic line."""
+    lab.ssh(rig, f"printf '[Service]\\nExecStart=/bin/sleep infinity\\n' | sudo -n tee "
+            f"/etc/systemd/system/{UNIT} >/dev/null && sudo -n systemctl daemon-reload && "
+            f"sudo -n systemctl start {UNIT}")
+    return lab.ssh(rig, f"systemctl show -p ActiveEnterTimestampMonotonic {UNIT}")
+
+
 def test_rollout_with_a_stopped_a_busy_and_a_refusing_rig(lab):
     inv = lab.inventory(300, **{"lab-rig-3": {"rig_power_limit_w": 400}})
     lab.ssh("lab-rig-2", "sudo -n rigctl-simgpu apps add --gpu 0 --pid 4242 --name train.py")
@@ -142,7 +151,9 @@ def test_rollout_with_a_stopped_a_busy_and_a_refusing_rig(lab):
     rec = lab.record(data["id"])
     assert rec["rigs"] == data["rigs"]
     steps = [(r["batch"], r["step"]) for r in rec["runs"]]
-    assert (1, "converge") in steps and (2, "verify") in steps
+    # prepare, converge and finish are one job per batch when no reboot is needed
+    assert steps == [(1, "update"), (1, "verify"), (2, "update"), (2, "verify")], steps
+    assert all(r["seconds"] > 0 for r in rec["runs"])
     assert all(lab.s.home.as_posix() in r["artifacts"] for r in rec["runs"])
     assert 'failures="2"' in junit.read_text()
     # fleet status shows the rollout for the rigs it touched
@@ -152,9 +163,12 @@ def test_rollout_with_a_stopped_a_busy_and_a_refusing_rig(lab):
 
 
 def test_a_failing_canary_stops_before_any_other_rig(lab):
-    inv = lab.inventory(280, **{"lab-rig-1": {"rig_power_limit_w": 400}})
+    # the canary fails mid-converge with a drain unit (--force): its finish still starts it
+    before = _trainer(lab, "lab-rig-1")
+    inv = lab.inventory(280, **{"lab-rig-1": {"rig_power_limit_w": 400,
+                                              "rig_drain_units": [UNIT]}})
     proc = lab.update("lab-rig-1", "lab-rig-5", "lab-rig-6", "-i", inv, "--max-fail", "5",
-                      "--batch", "2")
+                      "--batch", "2", "--force")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "stopped (the canary failed)" in proc.stdout
     data = lab.record()
@@ -164,6 +178,12 @@ def test_a_failing_canary_stops_before_any_other_rig(lab):
         assert _rigs(data)[rig]["result"] == "not started"
         assert lab.limits(rig) == [300.0] * 4  # the last rollout's value, untouched
     assert lab.limits("lab-rig-1") == [300.0] * 4
+    canary = _rigs(data)["lab-rig-1"]
+    assert canary["message"].startswith("converge: ") and "400 W" in canary["message"]
+    assert canary["drained"] == [UNIT] and canary["state"] == "previous driver kept (none)"
+    assert lab.ssh("lab-rig-1", f"systemctl is-active {UNIT}").strip() == "active"
+    assert lab.ssh("lab-rig-1", f"systemctl show -p ActiveEnterTimestampMonotonic {UNIT}") != before
+    lab.ssh("lab-rig-1", f"sudo -n systemctl stop {UNIT}")  # not a drain unit of later tests
 
 
 def test_budget_spent_in_batch_two_then_resume_with_the_fix(lab):
@@ -190,10 +210,7 @@ def test_budget_spent_in_batch_two_then_resume_with_the_fix(lab):
 
 
 def test_ctrl_c_mid_batch_then_resume_with_a_drain_unit(lab):
-    lab.ssh("lab-rig-5", f"printf '[Service]\\nExecStart=/bin/sleep infinity\\n' | sudo -n tee "
-            f"/etc/systemd/system/{UNIT} >/dev/null && sudo -n systemctl daemon-reload && "
-            f"sudo -n systemctl start {UNIT}")
-    before = lab.ssh("lab-rig-5", f"systemctl show -p ActiveEnterTimestampMonotonic {UNIT}")
+    before = _trainer(lab, "lab-rig-5")
     inv = lab.inventory(260, **{"lab-rig-5": {"rig_drain_units": [UNIT]}})
     earlier = lab.rollouts()
     six = lab.limits("lab-rig-6")
@@ -201,7 +218,7 @@ def test_ctrl_c_mid_batch_then_resume_with_a_drain_unit(lab):
         [str(BIN / "rigctl"), "fleet", "update", "lab-rig-5", "lab-rig-6", "-i", inv,
          "--canary", "1", "--batch", "1", "--force"],
         env=lab.s.rigctl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_step(lab, "b1-converge", proc, earlier)
+    _wait_for_step(lab, "b1-update", proc, earlier, task=CONVERGE_TASK)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, out + err
@@ -223,17 +240,34 @@ def test_ctrl_c_mid_batch_then_resume_with_a_drain_unit(lab):
     assert lab.limits("lab-rig-6") == [260.0] * 4
 
 
-def _wait_for_step(lab, step: str, proc, earlier: list[str], timeout=300) -> None:
+CONVERGE_TASK = "Gather rig facts"  # the converge's first task (the rig_facts role)
+
+
+def _wait_for_step(lab, step: str, proc, earlier: list[str], timeout=300, task=None) -> None:
     """Until the new rollout (an id not in ``earlier``) has started ``step`` (its runner
-    directory exists); the CLI still running."""
+    directory exists) and, with ``task``, that job has started the task of that name (its
+    job events); the CLI still running."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         new = [i for i in lab.rollouts() if i not in earlier]
         runs = lab.s.home / "rollouts" / new[-1] / "runs" if new else None
-        if runs and runs.is_dir() and any(step in p.name for p in runs.iterdir()):
+        dirs = [p for p in runs.iterdir() if step in p.name] if runs and runs.is_dir() else []
+        if dirs and (task is None or _task_started(dirs[0], task)):
             return
         time.sleep(0.3)
-    raise AssertionError(f"the rollout never reached {step} while running")
+    raise AssertionError(f"the rollout never reached {step} {task or ''} while running")
+
+
+def _task_started(run_dir, task: str) -> bool:
+    for path in run_dir.glob("artifacts/*/job_events/*.json"):
+        try:
+            event = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # being written
+        if event.get("event") == "playbook_on_task_start" and (
+                event.get("event_data") or {}).get("task") == task:
+            return True
+    return False
 
 
 def _mark_reboot(lab, rig: str) -> None:
@@ -285,8 +319,8 @@ def test_an_ssh_connection_cut_mid_converge(lab):
         text=True)
     container = f"rigctl-{lab.s.name}-rig-1"
     try:
-        _wait_for_step(lab, "b1-converge", proc, earlier)
-        time.sleep(3)  # into the play
+        _wait_for_step(lab, "b1-update", proc, earlier, task=CONVERGE_TASK)
+        time.sleep(3)  # into the converge
         assert _docker("stop", "-t", "1", container).returncode == 0
         out, err = proc.communicate(timeout=600)
     finally:

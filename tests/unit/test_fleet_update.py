@@ -389,3 +389,51 @@ def test_job_problems_unreachable_failed_and_missing_hosts():
     assert out["r2"] == ("failed", "Set the GPU power limits: 400 W is outside 100-350 W")
     assert out["r3"][0] == "unreachable"
     assert out["r4"][0] == "failed" and "no result" in out["r4"][1]
+
+
+def test_update_job_problems_are_placed_at_the_step_that_failed():
+    """The one update job (prepare, converge, finish in one play): each rig's first failure
+    says its step; the converge's rescued failure comes before the play's own fail task."""
+    from rigctl.runner import Failure, HostStats, RunResult
+
+    res = RunResult(playbook="fleet_update.yml", status="failed", rc=2, artifacts="a")
+    res.hosts = {"r1": HostStats(ok=9), "r2": HostStats(failed=1, rescued=1),
+                 "r3": HostStats(unreachable=1), "r4": HostStats(failed=1),
+                 "r5": HostStats(failed=1), "r6": HostStats(failed=1)}
+    res.failures = [
+        Failure("r2", "Set the GPU power limits", "400 W is outside 100-350 W"),
+        Failure("r3", "Rollout step prepare", "ssh: connect refused", unreachable=True),
+        Failure("r4", "Rollout step finish", "systemctl start trainer.service failed"),
+        Failure("r2", "Fail the rig whose converge failed (its drain units were started again)",
+                "converge failed: Set the GPU power limits: 400 W is outside 100-350 W"),
+    ]
+    res.host_facts = {"r1": {"rig_rollout_prepare": {"busy": False}},
+                      "r5": {"rig_rollout_prepare": {"busy": False}}}
+    out = up.Rollout._problems_by_step(res, ["r1", "r2", "r3", "r4", "r5", "r6"])
+    assert out["converge"]["r2"] == ("failed", "Set the GPU power limits: 400 W is outside 100-350 W")
+    assert out["prepare"]["r3"][0] == "unreachable"
+    assert out["finish"]["r4"] == ("failed", "Rollout step finish: systemctl start trainer.service failed")
+    # failed without an event: after prepare answered it is the converge, else prepare
+    assert out["converge"]["r5"] == ("failed", "the step failed")
+    assert out["prepare"]["r6"] == ("failed", "the step failed")
+    assert not any("r1" in step for step in out.values())
+    assert up.Rollout._facts(res, "r1", "prepare") == {"busy": False}
+    assert up.Rollout._facts(res, "r1", "finish") == {}
+
+
+def test_update_playbook_keeps_provision_yml_roles_in_order():
+    """fleet_update.yml converges with the roles of provision.yml, in the same order; its
+    task names are the ones the rollout places failures by."""
+    import yaml
+
+    from rigctl import paths
+
+    prov = yaml.safe_load(paths.playbook("provision.yml").read_text())[0]
+    upd = yaml.safe_load(paths.playbook("fleet_update.yml").read_text())[0]
+    want = [r["role"] if isinstance(r, dict) else r for r in prov["roles"]]
+    block = next(t for t in upd["tasks"] if "block" in t)
+    got = [t["ansible.builtin.import_role"]["name"] for t in block["block"]
+           if "ansible.builtin.import_role" in t]
+    assert got == want
+    names = [t["name"] for t in upd["tasks"]] + [t["name"] for t in block["always"]]
+    assert up.Rollout._PREPARE_TASK in names and up.Rollout._FINISH_TASK in names
