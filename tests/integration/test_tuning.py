@@ -31,12 +31,17 @@ def _tuning_lab(session):
     rigctl, home, name = session.rigctl, session.home, session.name
     base = yaml.safe_load(open(session.inventory).read())
 
-    def inventory(rig: str, **rig_vars) -> str:
+    def inventories(per_rig: dict[str, dict]) -> str:
+        """The lab's inventory with these variables added to these rigs."""
         data = yaml.safe_load(yaml.safe_dump(base))
-        data["all"]["children"]["rigs"]["children"]["lab"]["hosts"][rig].update(rig_vars)
+        for rig, rig_vars in per_rig.items():
+            data["all"]["children"]["rigs"]["children"]["lab"]["hosts"][rig].update(rig_vars)
         path = home / f"inv-{uuid.uuid4().hex[:6]}.yml"
         path.write_text(yaml.safe_dump(data))
         return str(path)
+
+    def inventory(rig: str, **rig_vars) -> str:
+        return inventories({rig: rig_vars})
 
     def ssh(rig: str, command: str) -> str:
         proc = rigctl("lab", "ssh", "--name", name, rig, command)
@@ -53,6 +58,7 @@ def _tuning_lab(session):
             "name": name,
             "rigctl": rigctl,
             "inventory": staticmethod(inventory),
+            "inventories": staticmethod(inventories),
             "ssh": staticmethod(ssh),
             "limits": staticmethod(limits),
         },
@@ -171,29 +177,61 @@ def test_clock_lock_and_compute_mode_applied_back_after_reboot_then_removed(lab)
     assert out.count("No such file") == 2
 
 
-@pytest.mark.parametrize(
-    "rig,profile,needle",
-    [
-        ("lab-rig-2", "4x3090-smallbar", "BAR1 is 256 MiB, smaller than its 24576 MiB VRAM"),
-        ("lab-rig-3", "4x3090-iommu", "IOMMU is translating DMA"),
-        ("lab-rig-4", "4x3090-x4riser", "GPU 2 (0000:41:00.0) NVIDIA GeForce RTX 3090: link x4"),
-    ],
-)
-def test_failure_profile_enforce_stops_warn_goes_on(lab, rig, profile, needle):
-    inv = lab.inventory(rig, rig_hw_check_policy="enforce", **LIMITS)
-    proc = lab.rigctl("provision", "host", rig, "-i", inv)
+FAILING = {
+    "lab-rig-2": ("4x3090-smallbar", "BAR1 is 256 MiB, smaller than its 24576 MiB VRAM"),
+    "lab-rig-3": ("4x3090-iommu", "IOMMU is translating DMA"),
+    "lab-rig-4": ("4x3090-x4riser", "GPU 2 (0000:41:00.0) NVIDIA GeForce RTX 3090: link x4"),
+}
+
+
+def _host_lines(output: str, kind: str, rig: str) -> str:
+    """What the plain summary says about one rig: its `failed:` (or `warning:`) lines and
+    the message lines indented under them."""
+    keep, out = False, []
+    for line in output.splitlines():
+        if line.startswith("    "):
+            if keep:
+                out.append(line)
+            continue
+        keep = line.startswith(f"{kind}: {rig}: ")
+        if keep:
+            out.append(line)
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def failing_runs(lab):
+    """The three failing rigs provisioned together (one `provision fleet` run each way, the
+    rigs side by side instead of one after another): under `enforce` (the state of each is
+    read right after), then under `warn`."""
+    def run(policy):
+        inv = lab.inventories({rig: {"rig_hw_check_policy": policy, **LIMITS} for rig in FAILING})
+        proc = lab.rigctl("provision", "fleet", "-i", inv, "--limit", ",".join(FAILING))
+        after = {rig: (lab.limits(rig),
+                       lab.ssh(rig, "systemctl is-enabled nvidia-persistenced || true").strip())
+                 for rig in FAILING}
+        return proc, after
+
+    return {"enforce": run("enforce"), "warn": run("warn")}
+
+
+@pytest.mark.parametrize("rig", sorted(FAILING))
+def test_failure_profile_enforce_stops_warn_goes_on(failing_runs, rig):
+    profile, needle = FAILING[rig]
+    proc, after = failing_runs["enforce"]
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Stop when a hardware check fails (policy enforce)" in proc.stderr
-    assert needle in proc.stderr
+    said = _host_lines(proc.stderr, "failed", rig)
+    assert "Stop when a hardware check fails (policy enforce)" in said, (profile, said)
+    assert needle in said, (profile, said)
     # Stopped before any driver or tuning change.
-    assert lab.limits(rig) == [350.0] * 4
-    assert "disabled" in lab.ssh(rig, "systemctl is-enabled nvidia-persistenced || true")
-    inv = lab.inventory(rig, rig_hw_check_policy="warn", **LIMITS)
-    proc = lab.rigctl("provision", "host", rig, "-i", inv)
+    limits, enabled = after[rig]
+    assert limits == [350.0] * 4
+    assert "disabled" in enabled
+    proc, after = failing_runs["warn"]
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    output = proc.stdout + proc.stderr
-    assert needle in output and "(policy warn)" in output
-    assert lab.limits(rig) == [275.0, 275.0, 250.0, 275.0]
+    said = _host_lines(proc.stdout, "warning", rig)
+    assert needle in said and "(policy warn)" in said, (profile, proc.stdout + proc.stderr)
+    assert after[rig][0] == [275.0, 275.0, 250.0, 275.0]
 
 
 # --- provision and verify agree: drift made by hand is caught, then repaired -----------
@@ -204,9 +242,10 @@ TUNING_CHECKS = ("test_power_limit_applied", "test_clock_lock_applied",
 
 
 @pytest.fixture(scope="module")
-def drift_lab(tmp_path_factory):
-    with lab_session(tmp_path_factory, "tn-drift", "--profile", "4x3090") as session:
-        yield _tuning_lab(session)
+def drift_lab(lab):
+    """lab-rig-1 (4x3090) of the module's lab, where the tests above left it: back at the
+    defaults (no lab of its own to bring up and take down)."""
+    return lab
 
 
 def _by_hand(lab, command):
