@@ -209,7 +209,29 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-class Interrupt:
+class SigintScope:
+    """A context manager that routes SIGINT to ``self._handler`` while it is entered (main
+    thread only: signal handlers can be set nowhere else) and puts the previous handler
+    back on exit. Interrupt (here) and the rollout's Stop (rigctl.fleet.update) build on it."""
+
+    _old = None
+
+    def _handler(self, signum, frame) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+        return False
+
+
+class Interrupt(SigintScope):
     """Ctrl-C (SIGINT) while rigctl runs playbooks, as a context manager around the runs.
 
     The first Ctrl-C stops each play between two tasks: the task running on the rigs
@@ -225,7 +247,6 @@ class Interrupt:
         self.requested = False
         self.abort = False
         self._files: list[Path] = []
-        self._old = None
         self._say = say or _say
 
     def stop_file(self, run_dir: Path) -> Path:
@@ -261,17 +282,6 @@ class Interrupt:
 
     def _handler(self, signum, frame) -> None:
         self.request()
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-        return False
 
 
 def _read_json(path: Path) -> dict | None:

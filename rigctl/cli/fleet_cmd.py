@@ -90,27 +90,23 @@ def confirm_between_batches(stop):
     printed and exit 1. While the question waits, SIGINT interrupts it: the rollout's own
     handler (fleet.update.Stop) only notes a Ctrl-C so that rigs in flight can finish,
     which would leave the question waiting forever."""
-    import signal
-    import threading
-
     from rigctl.fleet import update as up
+    from rigctl.runner import SigintScope
 
-    def ask(question: str) -> bool:
-        old, hit = None, []
+    class AtTheQuestion(SigintScope):
+        hit = False
 
-        def _interrupt(signum, frame):
-            hit.append(signum)
+        def _handler(self, signum, frame):
+            self.hit = True
             raise KeyboardInterrupt
 
-        try:
-            if threading.current_thread() is threading.main_thread():
-                old = signal.signal(signal.SIGINT, _interrupt)
-            return click.confirm(question, default=False, err=True)
-        except (KeyboardInterrupt, click.exceptions.Abort):  # click's Abort: Ctrl-C or EOF
-            pass
-        finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+    def ask(question: str) -> bool:
+        with AtTheQuestion() as scope:
+            try:
+                return click.confirm(question, default=False, err=True)
+            except (KeyboardInterrupt, click.exceptions.Abort):  # click's Abort: Ctrl-C or EOF
+                pass
+        hit = scope.hit
         if hit:
             stop.requested, stop.reason = True, "interrupted (Ctrl-C)"
         why = "Ctrl-C at the question" if hit else "no answer (stdin closed)"

@@ -41,8 +41,6 @@ import math
 import os
 import re
 import secrets
-import signal
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -52,6 +50,7 @@ from typing import Any
 
 from rigctl.errors import InputError
 from rigctl.fleet import records
+from rigctl.runner import SigintScope
 
 # rig results
 DONE, FAILED, UNREACHABLE, SKIPPED, NOT_STARTED, RUNNING = (
@@ -304,7 +303,7 @@ class Options:
                 "force": self.force, "reboot_timeout": self.reboot_timeout}
 
 
-class Stop:
+class Stop(SigintScope):
     """Ctrl-C: the first SIGINT lets the rigs in flight finish their batch and stops
     before the next one; a second one cancels the running Ansible job (ansible-runner's
     cancel callback) and stops at once (rigs in flight are recorded as not finished).
@@ -315,7 +314,6 @@ class Stop:
         self.requested = False
         self.abort = False
         self.reason: str | None = None
-        self._old = None
 
     def cancelled(self) -> bool:
         return self.abort
@@ -324,16 +322,6 @@ class Stop:
         """After a step: raise KeyboardInterrupt when a second Ctrl-C came."""
         if self.abort:
             raise KeyboardInterrupt
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-        return False
 
     def _handler(self, signum, frame):
         if self.requested:
