@@ -29,13 +29,23 @@ def clock_lock_problem(value: Any) -> tuple[str, str] | None:
     return None
 
 
+# scp-like git URLs: git@github.com:owner/repo
+_SCP_LIKE = r"[\w.-]+@[\w.-]+:"
+
+
+def is_ssh_git_url(value: Any) -> bool:
+    """True for a git URL that git reaches over ssh (``ssh://`` or scp-like ``user@host:``):
+    such a clone checks the server's host key."""
+    return isinstance(value, str) and re.match(rf"^(ssh://|{_SCP_LIKE})", value) is not None
+
+
 def git_url_problem(value: Any) -> tuple[str, str] | None:
     """(message, fix) when ``value`` is not a git URL or path rigctl can clone."""
     if not isinstance(value, str):
         return None
     if re.match(r"^(https?|ssh|git|file)://[^\s]+$", value):
         return None
-    if re.match(r"^[\w.-]+@[\w.-]+:[^\s]+$", value):  # scp-like: git@github.com:owner/repo
+    if re.match(rf"^{_SCP_LIKE}[^\s]+$", value):
         return None
     if re.match(r"^(/|\./|\.\./|~/)[^\s]*$", value):
         return None

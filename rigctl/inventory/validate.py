@@ -13,7 +13,7 @@ from typing import Any
 
 from rigctl.core import cuda as cudalib
 from rigctl.core import gpudb
-from rigctl.inventory import ansible_vars, power_budget, schema, yamlpos
+from rigctl.inventory import ansible_vars, formats, power_budget, schema, yamlpos
 from rigctl.inventory.catalog import P2P_CATALOG
 from rigctl.inventory.model import Inventory, VarDef
 from rigctl.inventory.problems import Problem
@@ -348,8 +348,7 @@ class _InventoryCheck:
                 self.add(at("rig_pull_enabled"), "required because rig_pull_enabled is true",
                          fix, key=name, host=h)
         url = val("rig_pull_repo_url")
-        if isinstance(url, str) and re.match(r"^(ssh://|[\w.-]+@[\w.-]+:)", url) and (
-                val("rig_pull_known_hosts") is None):
+        if formats.is_ssh_git_url(url) and val("rig_pull_known_hosts") is None:
             self.add(at("rig_pull_repo_url"), "an ssh repository needs the git server's host "
                      "keys (rig_pull_known_hosts): ansible-pull never accepts an unknown key",
                      "set rig_pull_known_hosts to the server's known_hosts lines "

@@ -48,6 +48,8 @@ def test_pull_settings_without_pull_mode_are_not_required(tmp_path):
      "rig_pull_repo_url", "credentials"),
     (f'rig_pull_repo_url: git@git.example:rigs/inv.git\nrig_pull_commit: "{COMMIT}"\n',
      "rig_pull_known_hosts", "host keys"),
+    (f'rig_pull_repo_url: ssh://git@git.example/rigs/inv.git\nrig_pull_commit: "{COMMIT}"\n',
+     "rig_pull_known_hosts", "host keys"),
     (f'rig_pull_repo_url: file:///srv/inv.git\nrig_pull_commit: "{COMMIT}"\n'
      "rig_pull_playbook: ../outside.yml\n", "rig_pull_playbook", "relative path"),
     (f'rig_pull_repo_url: file:///srv/inv.git\nrig_pull_commit: "{COMMIT}"\n'
@@ -59,3 +61,20 @@ def test_pull_mode_problems_name_the_variable_and_the_fix(tmp_path, settings, ke
     text = str(found[0])
     assert key in text and needle in text, text
     assert "tok3n" not in text
+
+
+@pytest.mark.parametrize("url, ssh", [
+    ("ssh://git@git.example/rigs/inv.git", True),
+    ("git@git.example:rigs/inv.git", True),
+    ("https://git.example/rigs/inv.git", False),
+    ("file:///srv/inv.git", False),
+    ("/srv/inv.git", False),
+    (None, False),
+])
+def test_ssh_git_urls_are_told_apart_in_one_place(url, ssh):
+    # validate.pull_mode_rules (known hosts required) and formats.git_url_problem share it
+    from rigctl.inventory.formats import git_url_problem, is_ssh_git_url
+
+    assert is_ssh_git_url(url) is ssh
+    if ssh:
+        assert git_url_problem(url) is None
